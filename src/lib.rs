@@ -1,4 +1,8 @@
 //! Runs editor extensions in sandboxed, supervised hosts.
 #![deny(unsafe_code)]
 
+pub mod extension;
 pub mod ipc;
+pub mod lifecycle;
+pub mod process;
+pub mod runtime;

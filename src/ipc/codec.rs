@@ -136,13 +136,20 @@ impl MessageCodec {
     /// If `max_frame` does not fit the 4-byte length header.
     #[must_use]
     pub fn new(max_frame: usize) -> Self {
-        assert!(u32::try_from(max_frame).is_ok(), "max_frame must fit in a u32 length header");
+        assert!(
+            u32::try_from(max_frame).is_ok(),
+            "max_frame must fit in a u32 length header"
+        );
         let frames = LengthDelimitedCodec::builder()
             .big_endian()
             .length_field_length(HEADER_LEN)
             .max_frame_length(max_frame)
             .new_codec();
-        Self { frames, max_frame, in_body: false }
+        Self {
+            frames,
+            max_frame,
+            in_body: false,
+        }
     }
 
     /// The maximum frame body size, in bytes.
@@ -160,7 +167,10 @@ impl MessageCodec {
         if let Some(header) = src.get(..HEADER_LEN) {
             let len = u64::from(u32::from_be_bytes(header.try_into().expect("4 bytes")));
             if len > self.max_frame as u64 {
-                return Err(FrameError::TooLarge { len, max: self.max_frame });
+                return Err(FrameError::TooLarge {
+                    len,
+                    max: self.max_frame,
+                });
             }
         }
         Ok(())
@@ -185,14 +195,19 @@ pub fn decode_body(body: &[u8]) -> Result<Message, MessageError> {
 /// frames pay for one pass of parsing and nothing else.
 fn classify(body: &[u8], source: serde_json::Error) -> MessageError {
     if let Err(err) = std::str::from_utf8(body) {
-        return MessageError::InvalidUtf8 { offset: err.valid_up_to() };
+        return MessageError::InvalidUtf8 {
+            offset: err.valid_up_to(),
+        };
     }
     match source.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             MessageError::InvalidJson(source)
         }
         serde_json::error::Category::Data | serde_json::error::Category::Io => {
-            MessageError::InvalidMessage { request_id: probe_request_id(body), source }
+            MessageError::InvalidMessage {
+                request_id: probe_request_id(body),
+                source,
+            }
         }
     }
 }
@@ -206,7 +221,9 @@ fn probe_request_id(body: &[u8]) -> Option<RequestId> {
         kind: Option<String>,
     }
     let probe: Probe = serde_json::from_slice(body).ok()?;
-    (probe.kind.as_deref() == Some("request")).then_some(probe.id).flatten()
+    (probe.kind.as_deref() == Some("request"))
+        .then_some(probe.id)
+        .flatten()
 }
 
 impl Decoder for MessageCodec {
@@ -272,15 +289,26 @@ impl Write for LimitedWriter<'_> {
 ///
 /// # Errors
 /// [`EncodeError::TooLarge`] if the body would exceed `max_frame`; `dst` is left as it was.
-pub fn encode_message(message: &Message, max_frame: usize, dst: &mut BytesMut) -> Result<(), EncodeError> {
+pub fn encode_message(
+    message: &Message,
+    max_frame: usize,
+    dst: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let start = dst.len();
     dst.put_u32(0);
-    let mut writer = LimitedWriter { dst, remaining: max_frame };
+    let mut writer = LimitedWriter {
+        dst,
+        remaining: max_frame,
+    };
     let result = serde_json::to_writer(&mut writer, message);
     let written = max_frame - writer.remaining;
     if let Err(err) = result {
         dst.truncate(start);
-        return Err(if err.is_io() { EncodeError::TooLarge { max: max_frame } } else { EncodeError::Serialize(err) });
+        return Err(if err.is_io() {
+            EncodeError::TooLarge { max: max_frame }
+        } else {
+            EncodeError::Serialize(err)
+        });
     }
     let len = u32::try_from(written).expect("max_frame fits in u32");
     dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
@@ -342,7 +370,10 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_u32(17);
         let err = codec.decode(&mut buf).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: 17, max: 16 }), "{err}");
+        assert!(
+            matches!(err, FrameError::TooLarge { len: 17, max: 16 }),
+            "{err}"
+        );
         // Nothing was reserved for the announced body.
         assert!(buf.capacity() < 17);
     }
@@ -354,7 +385,10 @@ mod tests {
         assert!(codec.decode(&mut ok).unwrap().unwrap().is_ok());
         let mut big = frame(&[b' '; 64]);
         big.truncate(HEADER_LEN + 10);
-        assert!(matches!(codec.decode(&mut big), Err(FrameError::TooLarge { len: 64, .. })));
+        assert!(matches!(
+            codec.decode(&mut big),
+            Err(FrameError::TooLarge { len: 64, .. })
+        ));
     }
 
     #[test]
@@ -364,19 +398,33 @@ mod tests {
             let mut buf = BytesMut::from(&frame(HEARTBEAT)[..cut]);
             assert!(codec.decode(&mut buf).unwrap().is_none());
             let err = codec.decode_eof(&mut buf).unwrap_err();
-            assert!(matches!(err, FrameError::Truncated { buffered } if buffered == cut), "{err}");
+            assert!(
+                matches!(err, FrameError::Truncated { buffered } if buffered == cut),
+                "{err}"
+            );
         }
         let mut empty = BytesMut::new();
-        assert!(MessageCodec::default().decode_eof(&mut empty).unwrap().is_none());
+        assert!(
+            MessageCodec::default()
+                .decode_eof(&mut empty)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn message_errors_are_items_and_the_stream_stays_in_sync() {
         let bad: [(&[u8], &str); 4] = [
-            (b"{\"id\":null,\"type\":\"heartbeat\",\"payload\":{\"seq\":1,\"x\":\"\xff\"}}", "invalid_utf8"),
+            (
+                b"{\"id\":null,\"type\":\"heartbeat\",\"payload\":{\"seq\":1,\"x\":\"\xff\"}}",
+                "invalid_utf8",
+            ),
             (b"{not json", "invalid_json"),
             (b"", "invalid_json"),
-            (br#"{"id":null,"type":"nope","payload":{}}"#, "invalid_message"),
+            (
+                br#"{"id":null,"type":"nope","payload":{}}"#,
+                "invalid_message",
+            ),
         ];
         let mut buf = BytesMut::new();
         for (body, _) in bad {
@@ -395,14 +443,20 @@ mod tests {
     fn invalid_request_keeps_its_id_for_the_error_reply() {
         let body = br#"{"id":42,"type":"request","payload":{"method":"","params":1}}"#;
         let err = decode_body(body).unwrap_err();
-        assert_eq!((err.kind(), err.request_id()), ("invalid_message", Some(42)));
+        assert_eq!(
+            (err.kind(), err.request_id()),
+            ("invalid_message", Some(42))
+        );
         let notification = br#"{"id":null,"type":"notification","payload":{}}"#;
         assert_eq!(decode_body(notification).unwrap_err().request_id(), None);
     }
 
     #[test]
     fn encode_round_trips_and_refuses_oversize() {
-        let message = Message::Response { id: 9, outcome: Ok(to_raw(&"x".repeat(100)).unwrap()) };
+        let message = Message::Response {
+            id: 9,
+            outcome: Ok(to_raw(&"x".repeat(100)).unwrap()),
+        };
         let mut codec = MessageCodec::new(160);
         let mut buf = BytesMut::from(&b"keep"[..]);
         codec.encode(&message, &mut buf).unwrap();
@@ -410,9 +464,15 @@ mod tests {
         buf.advance(4);
         assert_eq!(codec.decode(&mut buf).unwrap().unwrap().unwrap(), message);
 
-        let big = Message::Response { id: 9, outcome: Ok(to_raw(&"x".repeat(200)).unwrap()) };
+        let big = Message::Response {
+            id: 9,
+            outcome: Ok(to_raw(&"x".repeat(200)).unwrap()),
+        };
         let mut out = BytesMut::from(&b"keep"[..]);
-        assert!(matches!(codec.encode(&big, &mut out), Err(EncodeError::TooLarge { max: 160 })));
+        assert!(matches!(
+            codec.encode(&big, &mut out),
+            Err(EncodeError::TooLarge { max: 160 })
+        ));
         assert_eq!(&out[..], b"keep");
     }
 }

@@ -219,7 +219,10 @@ impl Shared {
     }
 
     fn reason(&self) -> CloseReason {
-        self.close_reason.get().cloned().unwrap_or(CloseReason::Local)
+        self.close_reason
+            .get()
+            .cloned()
+            .unwrap_or(CloseReason::Local)
     }
 
     fn encode(&self, message: &Message) -> Result<Bytes, EncodeError> {
@@ -237,7 +240,9 @@ impl Shared {
                     tracing::warn!(peer = %self.peer, kind = message.type_name(), "outbound queue full; message dropped");
                 }
             }
-            Err(err) => tracing::error!(peer = %self.peer, error = %err, "could not encode a reply"),
+            Err(err) => {
+                tracing::error!(peer = %self.peer, error = %err, "could not encode a reply")
+            }
         }
     }
 }
@@ -251,7 +256,9 @@ pub struct Connection {
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection").field("peer", &self.shared.peer).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("peer", &self.shared.peer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -273,9 +280,17 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        let was_pending = self.shared.pending.lock().expect("pending table").remove(&self.id);
+        let was_pending = self
+            .shared
+            .pending
+            .lock()
+            .expect("pending table")
+            .remove(&self.id);
         if was_pending.is_some() && !self.shared.closed.is_cancelled() {
-            self.shared.try_queue(&Message::Cancel { id: self.id, reason: Some(self.reason.to_owned()) });
+            self.shared.try_queue(&Message::Cancel {
+                id: self.id,
+                reason: Some(self.reason.to_owned()),
+            });
         }
     }
 }
@@ -335,8 +350,17 @@ impl Connection {
             dropped_events: 0,
         };
         tokio::spawn(reader.run(frames));
-        let connection = Self { shared, _close_on_drop: Arc::new(CloseOnDrop(closed)) };
-        (connection, Events { messages: event_rx, heartbeats: heartbeat_rx })
+        let connection = Self {
+            shared,
+            _close_on_drop: Arc::new(CloseOnDrop(closed)),
+        };
+        (
+            connection,
+            Events {
+                messages: event_rx,
+                heartbeats: heartbeat_rx,
+            },
+        )
     }
 
     /// Who the peer is.
@@ -358,7 +382,8 @@ impl Connection {
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<Box<RawValue>, RequestError> {
-        self.request_with(method, params, self.shared.config.request_timeout, None).await
+        self.request_with(method, params, self.shared.config.request_timeout, None)
+            .await
     }
 
     /// Sends a request with an explicit deadline and an optional cancellation token.
@@ -381,10 +406,18 @@ impl Connection {
         }
         // Ids wrap long before 2^53 would be reached in practice; wrapping keeps them JS-safe.
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed) % MAX_REQUEST_ID;
-        let frame = shared.encode(&Message::Request { id, method: method.to_owned(), params })?;
+        let frame = shared.encode(&Message::Request {
+            id,
+            method: method.to_owned(),
+            params,
+        })?;
         let (tx, rx) = oneshot::channel();
         shared.pending.lock().expect("pending table").insert(id, tx);
-        let mut guard = PendingGuard { shared, id, reason: "abandoned by caller" };
+        let mut guard = PendingGuard {
+            shared,
+            id,
+            reason: "abandoned by caller",
+        };
         if shared.outbound.send(frame).await.is_err() {
             return Err(RequestError::Closed(shared.reason()));
         }
@@ -411,8 +444,16 @@ impl Connection {
     ///
     /// # Errors
     /// See [`SendError`].
-    pub async fn notify(&self, method: &str, params: Option<Box<RawValue>>) -> Result<(), SendError> {
-        self.send(&Message::Notification { method: method.to_owned(), params }).await
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<(), SendError> {
+        self.send(&Message::Notification {
+            method: method.to_owned(),
+            params,
+        })
+        .await
     }
 
     /// Sends any message as is (a heartbeat, a shutdown).
@@ -421,7 +462,11 @@ impl Connection {
     /// See [`SendError`].
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
         let frame = self.shared.encode(message)?;
-        self.shared.outbound.send(frame).await.map_err(|_| SendError::Closed(self.shared.reason()))
+        self.shared
+            .outbound
+            .send(frame)
+            .await
+            .map_err(|_| SendError::Closed(self.shared.reason()))
     }
 
     /// How many of our requests are waiting for an answer.
@@ -480,7 +525,13 @@ impl Reader {
                 Some(Ok(Err(err))) => {
                     tracing::warn!(peer = %self.shared.peer, kind = err.kind(), error = %err, cause = ?std::error::Error::source(&err).map(ToString::to_string), "dropped a malformed frame");
                     if let Some(id) = err.request_id() {
-                        self.reply(id, Err(ErrorObject::new(ErrorCode::InvalidRequest, format!("malformed request: {err}"))));
+                        self.reply(
+                            id,
+                            Err(ErrorObject::new(
+                                ErrorCode::InvalidRequest,
+                                format!("malformed request: {err}"),
+                            )),
+                        );
                     }
                     if self.strike() {
                         break CloseReason::TooManyBadFrames(self.bad_frames);
@@ -510,7 +561,12 @@ impl Reader {
         match message {
             Message::Request { id, method, params } => self.start_request(id, method, params),
             Message::Response { id, outcome } => {
-                let waiter = self.shared.pending.lock().expect("pending table").remove(&id);
+                let waiter = self
+                    .shared
+                    .pending
+                    .lock()
+                    .expect("pending table")
+                    .remove(&id);
                 match waiter {
                     // The caller may have given up between the lookup and now; that is fine.
                     Some(waiter) => drop(waiter.send(outcome)),
@@ -533,7 +589,9 @@ impl Reader {
             Message::Heartbeat { seq } => {
                 self.heartbeats.send_replace(seq);
             }
-            Message::Notification { method, params } => self.deliver(Event::Notification { method, params }),
+            Message::Notification { method, params } => {
+                self.deliver(Event::Notification { method, params })
+            }
             other => self.deliver(Event::Unexpected(other)),
         }
         Ok(())
@@ -553,12 +611,27 @@ impl Reader {
             let mut incoming = self.incoming.lock().expect("incoming table");
             if incoming.contains_key(&id) {
                 drop(incoming);
-                self.reply(id, Err(ErrorObject::new(ErrorCode::InvalidRequest, format!("request id {id} is already in flight"))));
+                self.reply(
+                    id,
+                    Err(ErrorObject::new(
+                        ErrorCode::InvalidRequest,
+                        format!("request id {id} is already in flight"),
+                    )),
+                );
                 return;
             }
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                 drop(incoming);
-                self.reply(id, Err(ErrorObject::new(ErrorCode::Busy, format!("more than {} requests in flight; retry later", self.shared.config.max_incoming))));
+                self.reply(
+                    id,
+                    Err(ErrorObject::new(
+                        ErrorCode::Busy,
+                        format!(
+                            "more than {} requests in flight; retry later",
+                            self.shared.config.max_incoming
+                        ),
+                    )),
+                );
                 return;
             };
             let token = self.shared.closed.child_token();
@@ -566,7 +639,13 @@ impl Reader {
             (token, permit)
         };
         let (token, permit) = token;
-        let request = IncomingRequest { peer: Arc::clone(&self.shared.peer), id, method, params, cancel: token.clone() };
+        let request = IncomingRequest {
+            peer: Arc::clone(&self.shared.peer),
+            id,
+            method,
+            params,
+            cancel: token.clone(),
+        };
         let work = self.handler.handle(request);
         let shared = Arc::clone(&self.shared);
         let incoming = Arc::clone(&self.incoming);
@@ -604,7 +683,11 @@ fn frame_error_text(err: &FrameError) -> String {
 /// Frames below this size are copied into one batch so a burst costs one `write` call.
 const BATCH_LIMIT: usize = 64 * 1024;
 
-async fn write_loop(mut queue: mpsc::Receiver<Bytes>, mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
+async fn write_loop(
+    mut queue: mpsc::Receiver<Bytes>,
+    mut socket: OwnedWriteHalf,
+    shared: Arc<Shared>,
+) {
     let mut batch = BytesMut::with_capacity(BATCH_LIMIT);
     loop {
         let frame = tokio::select! {

@@ -60,7 +60,10 @@ pub enum SocketError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
-    move |source| SocketError::Io { path: path.to_owned(), source }
+    move |source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Creates `dir` with mode 0700 if it is missing, and checks that an existing one is ours and
@@ -73,7 +76,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), SocketError> {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_error(dir))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error(dir))?;
         }
         Err(err) => return Err(io_error(dir)(err)),
     }
@@ -81,7 +88,12 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), SocketError> {
     let uid = nix::unistd::geteuid().as_raw();
     let mode = meta.permissions().mode() & 0o7777;
     if !meta.is_dir() || meta.uid() != uid || mode & 0o077 != 0 {
-        return Err(SocketError::NotPrivate { path: dir.to_owned(), owner: meta.uid(), mode, uid });
+        return Err(SocketError::NotPrivate {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            mode,
+            uid,
+        });
     }
     Ok(())
 }
@@ -101,17 +113,27 @@ impl PrivateListener {
     /// # Errors
     /// See [`SocketError`]; binding fails with `AddrInUse` if another supervisor is listening.
     pub async fn bind(path: &Path) -> Result<Self, SocketError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).ok_or_else(|| SocketError::NoParent(path.to_owned()))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .ok_or_else(|| SocketError::NoParent(path.to_owned()))?;
         ensure_private_dir(dir)?;
         if std::fs::symlink_metadata(path).is_ok() {
             if UnixStream::connect(path).await.is_ok() {
-                return Err(io_error(path)(io::Error::new(io::ErrorKind::AddrInUse, "another supervisor is listening here")));
+                return Err(io_error(path)(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another supervisor is listening here",
+                )));
             }
             std::fs::remove_file(path).map_err(io_error(path))?;
         }
         let listener = UnixListener::bind(path).map_err(io_error(path))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error(path))?;
-        Ok(Self { listener, path: path.to_owned() })
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error(path))?;
+        Ok(Self {
+            listener,
+            path: path.to_owned(),
+        })
     }
 
     /// Where the socket is.
@@ -133,8 +155,12 @@ impl PrivateListener {
             let (stream, _) = self.listener.accept().await?;
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == uid => return Ok((stream, cred.uid())),
-                Ok(cred) => tracing::warn!(peer_uid = cred.uid(), peer_pid = ?cred.pid(), "refused a control connection from another user"),
-                Err(err) => tracing::warn!(error = %err, "refused a control connection whose credentials could not be read"),
+                Ok(cred) => {
+                    tracing::warn!(peer_uid = cred.uid(), peer_pid = ?cred.pid(), "refused a control connection from another user")
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "refused a control connection whose credentials could not be read")
+                }
             }
         }
     }
@@ -157,7 +183,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { attempts: 10, step: Duration::from_millis(50) }
+        Self {
+            attempts: 10,
+            step: Duration::from_millis(50),
+        }
     }
 }
 
@@ -202,20 +231,33 @@ impl IpcManager {
     ///
     /// # Errors
     /// [`SocketError::Unreachable`] after the last attempt.
-    pub async fn connect(&self, path: &Path, handler: Arc<dyn RequestHandler>) -> Result<(Connection, Events), SocketError> {
+    pub async fn connect(
+        &self,
+        path: &Path,
+        handler: Arc<dyn RequestHandler>,
+    ) -> Result<(Connection, Events), SocketError> {
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 1;
         loop {
             match UnixStream::connect(path).await {
                 Ok(stream) => {
-                    return Ok(Connection::new(stream, format!("socket {}", path.display()), self.config.clone(), handler));
+                    return Ok(Connection::new(
+                        stream,
+                        format!("socket {}", path.display()),
+                        self.config.clone(),
+                        handler,
+                    ));
                 }
                 Err(err) if attempt < attempts && is_transient(&err) => {
                     tokio::time::sleep(self.retry.delay_after(attempt)).await;
                     attempt += 1;
                 }
                 Err(source) if is_transient(&source) => {
-                    return Err(SocketError::Unreachable { path: path.to_owned(), attempts, source });
+                    return Err(SocketError::Unreachable {
+                        path: path.to_owned(),
+                        attempts,
+                        source,
+                    });
                 }
                 Err(source) => return Err(io_error(path)(source)),
             }
@@ -224,7 +266,10 @@ impl IpcManager {
 }
 
 fn is_transient(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
 }
 
 #[cfg(test)]
@@ -233,7 +278,10 @@ mod tests {
 
     #[test]
     fn linear_backoff() {
-        let policy = RetryPolicy { attempts: 3, step: Duration::from_millis(10) };
+        let policy = RetryPolicy {
+            attempts: 3,
+            step: Duration::from_millis(10),
+        };
         let delays: Vec<_> = (1..=3).map(|n| policy.delay_after(n).as_millis()).collect();
         assert_eq!(delays, [10, 20, 30]);
     }
@@ -246,18 +294,36 @@ mod tests {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(matches!(ensure_private_dir(&dir), Err(SocketError::NotPrivate { .. })));
+        assert!(matches!(
+            ensure_private_dir(&dir),
+            Err(SocketError::NotPrivate { .. })
+        ));
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(matches!(ensure_private_dir(&link), Err(SocketError::NotPrivate { .. })));
+        assert!(matches!(
+            ensure_private_dir(&link),
+            Err(SocketError::NotPrivate { .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]
     async fn connect_gives_up_after_the_budget() {
         let tmp = tempfile::tempdir().unwrap();
-        let manager = IpcManager::new().with_retry(RetryPolicy { attempts: 3, step: Duration::from_millis(5) });
-        let err = manager.connect(&tmp.path().join("missing.sock"), Arc::new(super::super::connection::NoMethods)).await.unwrap_err();
-        assert!(matches!(err, SocketError::Unreachable { attempts: 3, .. }), "{err}");
+        let manager = IpcManager::new().with_retry(RetryPolicy {
+            attempts: 3,
+            step: Duration::from_millis(5),
+        });
+        let err = manager
+            .connect(
+                &tmp.path().join("missing.sock"),
+                Arc::new(super::super::connection::NoMethods),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SocketError::Unreachable { attempts: 3, .. }),
+            "{err}"
+        );
     }
 }

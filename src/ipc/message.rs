@@ -192,7 +192,11 @@ impl fmt::Display for ErrorCode {
 impl ErrorObject {
     /// An error with a code and a message and no data.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code: code.as_str().to_owned(), message: message.into(), data: None }
+        Self {
+            code: code.as_str().to_owned(),
+            message: message.into(),
+            data: None,
+        }
     }
 
     /// Attaches structured detail.
@@ -276,8 +280,16 @@ impl PartialEq for Message {
         match (self, other) {
             (Self::Handshake(a), Self::Handshake(b)) => a == b,
             (
-                Self::Request { id: a, method: ma, params: pa },
-                Self::Request { id: b, method: mb, params: pb },
+                Self::Request {
+                    id: a,
+                    method: ma,
+                    params: pa,
+                },
+                Self::Request {
+                    id: b,
+                    method: mb,
+                    params: pb,
+                },
             ) => a == b && ma == mb && raw_eq(pa.as_deref(), pb.as_deref()),
             (Self::Response { id: a, outcome: oa }, Self::Response { id: b, outcome: ob }) => {
                 a == b
@@ -288,16 +300,28 @@ impl PartialEq for Message {
                     }
             }
             (
-                Self::Notification { method: ma, params: pa },
-                Self::Notification { method: mb, params: pb },
+                Self::Notification {
+                    method: ma,
+                    params: pa,
+                },
+                Self::Notification {
+                    method: mb,
+                    params: pb,
+                },
             ) => ma == mb && raw_eq(pa.as_deref(), pb.as_deref()),
             (Self::Cancel { id: a, reason: ra }, Self::Cancel { id: b, reason: rb }) => {
                 a == b && ra == rb
             }
             (Self::Heartbeat { seq: a }, Self::Heartbeat { seq: b }) => a == b,
             (
-                Self::Shutdown { reason: ra, grace_ms: ga },
-                Self::Shutdown { reason: rb, grace_ms: gb },
+                Self::Shutdown {
+                    reason: ra,
+                    grace_ms: ga,
+                },
+                Self::Shutdown {
+                    reason: rb,
+                    grace_ms: gb,
+                },
             ) => ra == rb && ga == gb,
             _ => false,
         }
@@ -350,7 +374,10 @@ impl Serialize for Message {
             Self::Request { method, params, .. } | Self::Notification { method, params } => map
                 .serialize_entry(
                     "payload",
-                    &MethodPayloadRef { method, params: params.as_deref() },
+                    &MethodPayloadRef {
+                        method,
+                        params: params.as_deref(),
+                    },
                 )?,
             Self::Response { outcome, .. } => {
                 let payload = match outcome {
@@ -359,14 +386,21 @@ impl Serialize for Message {
                 };
                 map.serialize_entry("payload", &payload)?;
             }
-            Self::Cancel { reason, .. } => map
-                .serialize_entry("payload", &CancelPayloadRef { reason: reason.as_deref() })?,
+            Self::Cancel { reason, .. } => map.serialize_entry(
+                "payload",
+                &CancelPayloadRef {
+                    reason: reason.as_deref(),
+                },
+            )?,
             Self::Heartbeat { seq } => {
                 map.serialize_entry("payload", &HeartbeatPayload { seq: *seq })?;
             }
             Self::Shutdown { reason, grace_ms } => map.serialize_entry(
                 "payload",
-                &ShutdownPayloadRef { reason: reason.as_deref(), grace_ms: *grace_ms },
+                &ShutdownPayloadRef {
+                    reason: reason.as_deref(),
+                    grace_ms: *grace_ms,
+                },
             )?,
         }
         map.end()
@@ -466,7 +500,11 @@ fn assemble<E: de::Error>(kind: Kind, id: Option<u64>, payload: Payload) -> Resu
 
 fn method_message(kind: Kind, method: String, params: Option<Box<RawValue>>) -> Message {
     if matches!(kind, Kind::Request) {
-        Message::Request { id: 0, method, params }
+        Message::Request {
+            id: 0,
+            method,
+            params,
+        }
     } else {
         Message::Notification { method, params }
     }
@@ -491,7 +529,9 @@ fn with_id<E: de::Error>(mut message: Message, id: Option<u64>) -> Result<Messag
             Some(id),
         ) => {
             if id > MAX_REQUEST_ID {
-                return Err(E::custom(format!("id {id} is above the maximum {MAX_REQUEST_ID}")));
+                return Err(E::custom(format!(
+                    "id {id} is above the maximum {MAX_REQUEST_ID}"
+                )));
             }
             *slot = id;
         }
@@ -507,9 +547,10 @@ fn with_id<E: de::Error>(mut message: Message, id: Option<u64>) -> Result<Messag
         {
             Err(E::custom("method must not be empty"))
         }
-        Message::Response { outcome: Err(error), .. } if error.code.is_empty() => {
-            Err(E::custom("error code must not be empty"))
-        }
+        Message::Response {
+            outcome: Err(error),
+            ..
+        } if error.code.is_empty() => Err(E::custom("error code must not be empty")),
         _ => Ok(message),
     }
 }
@@ -563,7 +604,10 @@ impl<'de> Visitor<'de> for MessageVisitor {
     }
 }
 
-fn next_typed_payload<'de, A: MapAccess<'de>>(map: &mut A, kind: Kind) -> Result<Message, A::Error> {
+fn next_typed_payload<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    kind: Kind,
+) -> Result<Message, A::Error> {
     Ok(match kind {
         Kind::Handshake => Message::Handshake(map.next_value()?),
         Kind::Request | Kind::Notification => {
@@ -602,9 +646,12 @@ mod tests {
 
     #[test]
     fn request_round_trips_with_params_untouched() {
-        let json = r#"{"id":7,"type":"request","payload":{"method":"m","params":{"b": [1, 2.50]}}}"#;
+        let json =
+            r#"{"id":7,"type":"request","payload":{"method":"m","params":{"b": [1, 2.50]}}}"#;
         let message = parse(json).unwrap();
-        let Message::Request { id, method, params } = &message else { panic!("{message:?}") };
+        let Message::Request { id, method, params } = &message else {
+            panic!("{message:?}")
+        };
         assert_eq!((*id, method.as_str()), (7, "m"));
         // Raw params keep their exact text, whitespace and number formatting included.
         assert_eq!(params.as_ref().unwrap().get(), r#"{"b": [1, 2.50]}"#);
@@ -621,11 +668,23 @@ mod tests {
     #[test]
     fn id_rules_follow_the_type() {
         let table = [
-            (r#"{"id":null,"type":"request","payload":{"method":"m"}}"#, false),
-            (r#"{"id":1,"type":"notification","payload":{"method":"m"}}"#, false),
+            (
+                r#"{"id":null,"type":"request","payload":{"method":"m"}}"#,
+                false,
+            ),
+            (
+                r#"{"id":1,"type":"notification","payload":{"method":"m"}}"#,
+                false,
+            ),
             (r#"{"id":1,"type":"heartbeat","payload":{"seq":1}}"#, false),
-            (r#"{"id":9007199254740991,"type":"cancel","payload":{}}"#, true),
-            (r#"{"id":9007199254740992,"type":"cancel","payload":{}}"#, false),
+            (
+                r#"{"id":9007199254740991,"type":"cancel","payload":{}}"#,
+                true,
+            ),
+            (
+                r#"{"id":9007199254740992,"type":"cancel","payload":{}}"#,
+                false,
+            ),
             (r#"{"id":-1,"type":"cancel","payload":{}}"#, false),
             (r#"{"id":1.5,"type":"cancel","payload":{}}"#, false),
             (r#"{"id":"1","type":"cancel","payload":{}}"#, false),
@@ -673,17 +732,34 @@ mod tests {
                     storage_path: None,
                 }),
             }),
-            Message::Request { id: 1, method: "m".into(), params: None },
-            Message::Response { id: 2, outcome: Ok(raw_null()) },
+            Message::Request {
+                id: 1,
+                method: "m".into(),
+                params: None,
+            },
+            Message::Response {
+                id: 2,
+                outcome: Ok(raw_null()),
+            },
             Message::Response {
                 id: 3,
-                outcome: Err(ErrorObject::new(ErrorCode::Busy, "later")
-                    .with_data(to_raw(&[1, 2]).unwrap())),
+                outcome: Err(
+                    ErrorObject::new(ErrorCode::Busy, "later").with_data(to_raw(&[1, 2]).unwrap())
+                ),
             },
-            Message::Notification { method: "log".into(), params: Some(to_raw("x").unwrap()) },
-            Message::Cancel { id: 4, reason: Some("timeout".into()) },
+            Message::Notification {
+                method: "log".into(),
+                params: Some(to_raw("x").unwrap()),
+            },
+            Message::Cancel {
+                id: 4,
+                reason: Some("timeout".into()),
+            },
             Message::Heartbeat { seq: 5 },
-            Message::Shutdown { reason: None, grace_ms: 10 },
+            Message::Shutdown {
+                reason: None,
+                grace_ms: 10,
+            },
         ];
         for message in messages {
             let json = serde_json::to_string(&message).unwrap();

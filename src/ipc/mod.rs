@@ -11,4 +11,6 @@ pub use connection::{
     IncomingRequest, NoMethods, RequestError, RequestHandler, SendError,
 };
 pub use listener::{IpcManager, PrivateListener, RetryPolicy, SocketError};
-pub use message::{ErrorCode, ErrorObject, Handshake, HostConfig, Message, PROTOCOL_VERSION, RequestId};
+pub use message::{
+    ErrorCode, ErrorObject, Handshake, HostConfig, Message, PROTOCOL_VERSION, RequestId,
+};

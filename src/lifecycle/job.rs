@@ -1,0 +1,728 @@
+//! The task that owns one host process and drives its lifecycle.
+//!
+//! One [`Job`] per host. It owns the child process, the connection and the restart budget, and
+//! waits on all of them at once (child exit, heartbeat deadline, connection loss, notifications,
+//! control messages, backoff timers), so crashes and hangs are noticed the moment they happen and
+//! nobody has to poll. Callers talk to it through a [`HostHandle`](super::HostHandle).
+
+use std::future::Future;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use super::backoff::{Decision, RestartBudget};
+use super::options::HostSpec;
+use super::state::{ExtensionHostState, Reason, StateChange, StopOutcome, Trigger, transition};
+use crate::ipc::codec::encode_message;
+use crate::ipc::message::{Handshake, HostConfig, Message, PROTOCOL_VERSION};
+use crate::ipc::{Connection, Event, Events, MessageCodec, RequestHandler};
+use crate::process::{Containment, SpawnError, SpawnedHost, signal_host, spawn_host};
+
+/// A snapshot of a host, kept current by its job.
+#[derive(Debug, Clone)]
+pub struct HostStatus {
+    /// The lifecycle state.
+    pub state: ExtensionHostState,
+    /// Why it is in that state.
+    pub reason: Reason,
+    /// When it entered that state.
+    pub since: SystemTime,
+    /// The host process id, while there is one.
+    pub pid: Option<u32>,
+    /// How the current process is contained.
+    pub containment: Option<Containment>,
+    /// Restarts made since the host was created.
+    pub restarts: u32,
+    /// Commands the extension registered.
+    pub commands: Vec<String>,
+    pub(crate) connection: Option<Connection>,
+}
+
+/// Why `start()` did not reach Running.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The host failed until its restart budget ran out.
+    #[error("extension host {id} crashed: {reason}")]
+    Crashed {
+        /// The extension.
+        id: String,
+        /// The final reason, with the last failure inside.
+        reason: Reason,
+    },
+    /// A stop was requested before the host came up.
+    #[error("extension host {id} was stopped before it started")]
+    Stopped {
+        /// The extension.
+        id: String,
+    },
+    /// The supervisor is shutting down.
+    #[error("extension host {id} is no longer supervised")]
+    Gone {
+        /// The extension.
+        id: String,
+    },
+}
+
+pub(crate) enum Control {
+    Start(oneshot::Sender<Result<(), StartError>>),
+    Stop(oneshot::Sender<()>),
+    Subscribe(mpsc::UnboundedSender<StateChange>),
+}
+
+/// A running process and, once the handshake is done, its connection.
+struct LiveHost {
+    process: SpawnedHost,
+    connection: Option<(Connection, Events)>,
+}
+
+enum Step {
+    Idle,
+    Launch,
+    Run(LiveHost),
+    Fail(Failure, Option<LiveHost>),
+    Stop(Option<LiveHost>),
+}
+
+struct Failure {
+    reason: Reason,
+    retryable: bool,
+    healthy_for: Option<Duration>,
+}
+
+impl Failure {
+    fn retry(reason: Reason) -> Self {
+        Self {
+            reason,
+            retryable: true,
+            healthy_for: None,
+        }
+    }
+}
+
+/// What happened while waiting for something else.
+enum Interrupt {
+    Stop,
+}
+
+pub(crate) struct Job {
+    spec: Arc<HostSpec>,
+    broker: Arc<dyn RequestHandler>,
+    control: mpsc::UnboundedReceiver<Control>,
+    status: watch::Sender<HostStatus>,
+    subscribers: Vec<mpsc::UnboundedSender<StateChange>>,
+    budget: RestartBudget,
+    start_waiters: Vec<oneshot::Sender<Result<(), StartError>>>,
+    stop_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Job {
+    pub(crate) fn new(
+        spec: Arc<HostSpec>,
+        broker: Arc<dyn RequestHandler>,
+        control: mpsc::UnboundedReceiver<Control>,
+        subscribers: Vec<mpsc::UnboundedSender<StateChange>>,
+    ) -> (Self, watch::Receiver<HostStatus>) {
+        let (status, status_rx) = watch::channel(HostStatus {
+            state: ExtensionHostState::Stopped,
+            reason: Reason::Requested,
+            since: SystemTime::now(),
+            pid: None,
+            containment: None,
+            restarts: 0,
+            commands: Vec::new(),
+            connection: None,
+        });
+        let budget = RestartBudget::new(spec.options.restart.clone());
+        let job = Self {
+            spec,
+            broker,
+            control,
+            status,
+            subscribers,
+            budget,
+            start_waiters: Vec::new(),
+            stop_waiters: Vec::new(),
+        };
+        (job, status_rx)
+    }
+
+    fn state(&self) -> ExtensionHostState {
+        self.status.borrow().state
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut step = Step::Idle;
+        loop {
+            step = match step {
+                Step::Idle => match self.control.recv().await {
+                    None => break,
+                    Some(control) => self.idle_control(control),
+                },
+                Step::Launch => self.launch().await,
+                Step::Run(host) => self.supervise(host).await,
+                Step::Fail(failure, host) => self.fail(failure, host).await,
+                Step::Stop(host) => {
+                    self.stop(host).await;
+                    Step::Idle
+                }
+            };
+        }
+        for waiter in self.start_waiters.drain(..) {
+            let _ = waiter.send(Err(StartError::Gone {
+                id: self.spec.id.clone(),
+            }));
+        }
+    }
+
+    fn idle_control(&mut self, control: Control) -> Step {
+        match control {
+            Control::Start(waiter) => {
+                self.start_waiters.push(waiter);
+                self.budget.reset();
+                self.set(Trigger::Start, Reason::Requested);
+                Step::Launch
+            }
+            Control::Stop(waiter) => {
+                self.stop_waiters.push(waiter);
+                Step::Stop(None)
+            }
+            Control::Subscribe(subscriber) => {
+                self.subscribers.push(subscriber);
+                Step::Idle
+            }
+        }
+    }
+
+    /// Handles a control message that arrives while the job is busy. Returns an interrupt for a
+    /// stop (or for the last handle going away, which means the same).
+    fn busy_control(&mut self, control: Option<Control>) -> Option<Interrupt> {
+        match control {
+            None => Some(Interrupt::Stop),
+            Some(Control::Stop(waiter)) => {
+                self.stop_waiters.push(waiter);
+                Some(Interrupt::Stop)
+            }
+            Some(Control::Start(waiter)) => {
+                if self.state() == ExtensionHostState::Running {
+                    let _ = waiter.send(Ok(()));
+                } else {
+                    self.start_waiters.push(waiter);
+                }
+                None
+            }
+            Some(Control::Subscribe(subscriber)) => {
+                self.subscribers.push(subscriber);
+                None
+            }
+        }
+    }
+
+    /// Awaits `work` while serving control messages; `Err` if a stop interrupted it.
+    async fn interruptible<F: Future>(&mut self, work: F) -> Result<F::Output, Interrupt> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                output = &mut work => return Ok(output),
+                control = self.control.recv() => {
+                    if let Some(interrupt) = self.busy_control(control) {
+                        return Err(interrupt);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a transition, publishes it, and logs it.
+    fn set(&mut self, trigger: Trigger, reason: Reason) {
+        let from = self.state();
+        let to = match transition(from, trigger) {
+            Ok(to) => to,
+            Err(err) => {
+                debug_assert!(false, "{err}");
+                tracing::error!(extension = %self.spec.id, error = %err, "lifecycle bug: invalid transition ignored");
+                return;
+            }
+        };
+        let at = SystemTime::now();
+        self.status.send_modify(|status| {
+            status.state = to;
+            status.reason = reason.clone();
+            status.since = at;
+            if !to.has_process() {
+                status.pid = None;
+                status.connection = None;
+            }
+            if to == ExtensionHostState::Restarting {
+                status.restarts += 1;
+            }
+            if let Reason::Activated { commands } = &reason {
+                status.commands.clone_from(commands);
+            }
+        });
+        let change = StateChange {
+            extension_id: self.spec.id.clone(),
+            from,
+            to,
+            reason,
+            at,
+        };
+        match to {
+            ExtensionHostState::Unhealthy | ExtensionHostState::Crashed => {
+                tracing::warn!(extension = %self.spec.id, from = %from, to = %to, reason = %change.reason, "extension host state changed");
+            }
+            _ => {
+                tracing::info!(extension = %self.spec.id, from = %from, to = %to, reason = %change.reason, "extension host state changed")
+            }
+        }
+        self.subscribers
+            .retain(|subscriber| subscriber.send(change.clone()).is_ok());
+    }
+
+    async fn launch(&mut self) -> Step {
+        let mut process = match spawn_host(&self.spec.command, &self.spec.id) {
+            Ok(process) => process,
+            Err(err) => {
+                let retryable = !matches!(err, SpawnError::NotFound { .. });
+                let message = error_chain(&err);
+                return Step::Fail(
+                    Failure {
+                        reason: Reason::SpawnFailed { message },
+                        retryable,
+                        healthy_for: None,
+                    },
+                    None,
+                );
+            }
+        };
+        if process.containment == Containment::DeathSignalOnly {
+            tracing::warn!(extension = %self.spec.id, "the kernel refused a PID namespace: processes this host starts may outlive it");
+        }
+        self.status.send_modify(|status| {
+            status.pid = Some(process.pid);
+            status.containment = Some(process.containment);
+        });
+        let stream = process.ipc.take().expect("a fresh host has its socket");
+        let (read, write) = stream.into_split();
+        let mut frames =
+            FramedRead::new(read, MessageCodec::new(self.spec.options.max_frame_bytes));
+        let handshake = {
+            let spec = Arc::clone(&self.spec);
+            let child = &mut process.child;
+            let timeout = spec.options.handshake_timeout;
+            let exchange = async {
+                tokio::select! {
+                    status = child.wait() => Err(HandshakeOutcome::Exited(status.ok())),
+                    result = tokio::time::timeout(timeout, handshake(&spec, &mut frames, &write)) => match result {
+                        Ok(result) => result.map_err(HandshakeOutcome::Failed),
+                        Err(_) => Err(HandshakeOutcome::Failed(format!("no handshake within {} ms", timeout.as_millis()))),
+                    },
+                }
+            };
+            self.interruptible(exchange).await
+        };
+        let mut host = LiveHost {
+            process,
+            connection: None,
+        };
+        match handshake {
+            Err(Interrupt::Stop) => return Step::Stop(Some(host)),
+            Ok(Err(HandshakeOutcome::Exited(status))) => {
+                return Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host));
+            }
+            Ok(Err(HandshakeOutcome::Failed(message))) => {
+                let retryable = !message.contains("protocol version");
+                return Step::Fail(
+                    Failure {
+                        reason: Reason::HandshakeFailed { message },
+                        retryable,
+                        healthy_for: None,
+                    },
+                    Some(host),
+                );
+            }
+            Ok(Ok(())) => {}
+        }
+        let (connection, events) = Connection::spawn(
+            frames,
+            write,
+            self.spec.id.as_str(),
+            self.spec.options.connection_config(),
+            Arc::clone(&self.broker),
+        );
+        self.status
+            .send_modify(|status| status.connection = Some(connection.clone()));
+        let activation = {
+            let child = &mut host.process.child;
+            let timeout = self.spec.options.activation_timeout;
+            let connection = &connection;
+            self.interruptible(async move {
+                tokio::select! {
+                    status = child.wait() => Err(Ok(status.ok())),
+                    result = connection.request_with("extension/activate", Some(crate::ipc::message::to_raw(&serde_json::json!({})).expect("static json")), timeout, None) => result.map_err(Err),
+                }
+            })
+            .await
+        };
+        host.connection = Some((connection, events));
+        match activation {
+            Err(Interrupt::Stop) => Step::Stop(Some(host)),
+            Ok(Err(Ok(status))) => {
+                Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host))
+            }
+            Ok(Err(Err(err))) => {
+                let output = host.process.output.snapshot();
+                Step::Fail(
+                    Failure::retry(Reason::ActivationFailed {
+                        message: err.to_string(),
+                        output,
+                    }),
+                    Some(host),
+                )
+            }
+            Ok(Ok(result)) => match parse_commands(&result) {
+                Ok(commands) => {
+                    self.set(Trigger::Activated, Reason::Activated { commands });
+                    for waiter in self.start_waiters.drain(..) {
+                        let _ = waiter.send(Ok(()));
+                    }
+                    Step::Run(host)
+                }
+                Err(message) => Step::Fail(
+                    Failure::retry(Reason::ActivationFailed {
+                        message,
+                        output: Vec::new(),
+                    }),
+                    Some(host),
+                ),
+            },
+        }
+    }
+
+    async fn supervise(&mut self, mut host: LiveHost) -> Step {
+        let running_since = Instant::now();
+        let timeout = self.spec.options.heartbeat_timeout;
+        let (connection, events) = host
+            .connection
+            .as_mut()
+            .expect("a running host is connected");
+        let connection = connection.clone();
+        let mut heartbeats = events.heartbeats.clone();
+        let mut last_beat = Instant::now();
+        let deadline = tokio::time::sleep_until(last_beat + timeout);
+        tokio::pin!(deadline);
+        let mut beats_open = true;
+        let mut events_open = true;
+        loop {
+            let events = &mut host.connection.as_mut().expect("connected").1.messages;
+            tokio::select! {
+                status = host.process.child.wait() => {
+                    let reason = exited(&mut host, status.ok()).await;
+                    return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
+                }
+                changed = heartbeats.changed(), if beats_open => {
+                    if changed.is_ok() {
+                        last_beat = Instant::now();
+                        deadline.as_mut().reset(last_beat + timeout);
+                    } else {
+                        beats_open = false;
+                    }
+                }
+                () = &mut deadline => {
+                    let reason = Reason::Hung { silent_for: last_beat.elapsed() };
+                    return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
+                }
+                event = events.recv(), if events_open => match event {
+                    Some(event) => self.on_event(event),
+                    None => events_open = false,
+                },
+                closed = connection.closed() => {
+                    // The process usually exits at the same moment; prefer its exit status.
+                    let exit = tokio::time::timeout(Duration::from_secs(1), host.process.child.wait()).await;
+                    let reason = match exit {
+                        Ok(status) => exited(&mut host, status.ok()).await,
+                        Err(_) => Reason::ConnectionLost { message: closed.to_string() },
+                    };
+                    return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
+                }
+                control = self.control.recv() => {
+                    if self.busy_control(control).is_some() {
+                        return Step::Stop(Some(host));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let id = &self.spec.id;
+        match event {
+            Event::Notification { method, params } => match method.as_str() {
+                "log" => {
+                    #[derive(Deserialize)]
+                    struct Log {
+                        level: String,
+                        message: String,
+                    }
+                    match params
+                        .as_deref()
+                        .map(|p| serde_json::from_str::<Log>(p.get()))
+                    {
+                        Some(Ok(Log { level, message })) => match level.as_str() {
+                            "error" => {
+                                tracing::error!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                            }
+                            "warn" => {
+                                tracing::warn!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                            }
+                            "info" => {
+                                tracing::info!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                            }
+                            "debug" => {
+                                tracing::debug!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                            }
+                            _ => {
+                                tracing::trace!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                            }
+                        },
+                        _ => tracing::warn!(extension = %id, "malformed log notification"),
+                    }
+                }
+                "host/error" => {
+                    let detail = params.as_deref().map_or("", RawValue::get);
+                    tracing::warn!(extension = %id, detail, "extension raised an uncaught error");
+                }
+                "commands/registered" | "commands/unregistered" => {
+                    #[derive(Deserialize)]
+                    struct CommandParams {
+                        command: String,
+                    }
+                    if let Some(Ok(CommandParams { command })) = params
+                        .as_deref()
+                        .map(|p| serde_json::from_str::<CommandParams>(p.get()))
+                    {
+                        let add = method == "commands/registered";
+                        self.status.send_modify(|status| {
+                            status.commands.retain(|c| c != &command);
+                            if add {
+                                status.commands.push(command);
+                            }
+                        });
+                    }
+                }
+                other => tracing::debug!(extension = %id, method = other, "ignored notification"),
+            },
+            Event::Unexpected(message) => {
+                tracing::warn!(extension = %id, kind = message.type_name(), "host sent a message only the supervisor may send; ignored");
+            }
+        }
+    }
+
+    async fn fail(&mut self, failure: Failure, host: Option<LiveHost>) -> Step {
+        self.set(Trigger::Failed, failure.reason.clone());
+        if let Some(host) = host {
+            kill(host).await;
+        }
+        match self
+            .budget
+            .on_failure(Instant::now(), failure.healthy_for, failure.retryable)
+        {
+            Decision::Restart { attempt, delay } => {
+                self.set(Trigger::Retry, Reason::Backoff { attempt, delay });
+                match self.interruptible(tokio::time::sleep(delay)).await {
+                    Ok(()) => {
+                        self.set(Trigger::BackoffElapsed, Reason::Backoff { attempt, delay });
+                        Step::Launch
+                    }
+                    Err(Interrupt::Stop) => Step::Stop(None),
+                }
+            }
+            Decision::GiveUp { restarts } => {
+                let reason = Reason::GaveUp {
+                    restarts,
+                    last: Box::new(failure.reason),
+                };
+                self.set(Trigger::GiveUp, reason.clone());
+                for waiter in self.start_waiters.drain(..) {
+                    let _ = waiter.send(Err(StartError::Crashed {
+                        id: self.spec.id.clone(),
+                        reason: reason.clone(),
+                    }));
+                }
+                Step::Idle
+            }
+        }
+    }
+
+    async fn stop(&mut self, host: Option<LiveHost>) {
+        if self.state() != ExtensionHostState::Stopped {
+            self.set(Trigger::Stop, Reason::Requested);
+            let how = match host {
+                Some(host) => self.terminate(host).await,
+                None => StopOutcome::NotRunning,
+            };
+            self.set(Trigger::Exited, Reason::Stopped { how });
+        }
+        for waiter in self.start_waiters.drain(..) {
+            let _ = waiter.send(Err(StartError::Stopped {
+                id: self.spec.id.clone(),
+            }));
+        }
+        for waiter in self.stop_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Shutdown message, then SIGTERM, then SIGKILL, each after its grace period.
+    async fn terminate(&self, mut host: LiveHost) -> StopOutcome {
+        let options = &self.spec.options;
+        let group = host.process.group;
+        if let Some((connection, _)) = &host.connection {
+            let grace_ms = u64::try_from(options.shutdown_grace.as_millis()).unwrap_or(u64::MAX);
+            let shutdown = Message::Shutdown {
+                reason: Some("stop requested".into()),
+                grace_ms,
+            };
+            if connection.send(&shutdown).await.is_ok() {
+                // A little slack over the host's own deadline for it to flush and exit.
+                let slack = Duration::from_millis(250);
+                if tokio::time::timeout(options.shutdown_grace + slack, host.process.child.wait())
+                    .await
+                    .is_ok()
+                {
+                    return StopOutcome::Graceful;
+                }
+            }
+        }
+        signal_host(group, libc::SIGTERM);
+        if tokio::time::timeout(options.term_grace, host.process.child.wait())
+            .await
+            .is_ok()
+        {
+            return StopOutcome::Terminated;
+        }
+        tracing::warn!(extension = %self.spec.id, "host ignored SIGTERM; killing it");
+        kill(host).await;
+        StopOutcome::Killed
+    }
+}
+
+enum HandshakeOutcome {
+    Exited(Option<ExitStatus>),
+    Failed(String),
+}
+
+/// Reads the host's handshake and answers with the authoritative identity and config.
+async fn handshake(
+    spec: &HostSpec,
+    frames: &mut FramedRead<OwnedReadHalf, MessageCodec>,
+    write: &OwnedWriteHalf,
+) -> Result<(), String> {
+    let first = match frames.next().await {
+        None => return Err("host closed the connection before its handshake".into()),
+        Some(Err(err)) => return Err(err.to_string()),
+        Some(Ok(Err(err))) => return Err(format!("malformed handshake: {err}")),
+        Some(Ok(Ok(message))) => message,
+    };
+    let Message::Handshake(hello) = first else {
+        return Err(format!("expected a handshake, got a {}", first.type_name()));
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(format!(
+            "host speaks protocol version {}, the supervisor speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        ));
+    }
+    if !hello.extension_id.is_empty() && hello.extension_id != spec.id {
+        // The connection decides who the peer is; a host that believes otherwise is only logged.
+        tracing::warn!(extension = %spec.id, claimed = %hello.extension_id, "host claimed another extension id; ignored");
+    }
+    let options = &spec.options;
+    let reply = Message::Handshake(Handshake {
+        protocol_version: PROTOCOL_VERSION,
+        extension_id: spec.id.clone(),
+        pid: std::process::id(),
+        runtime: "dscode-exthost".into(),
+        runtime_version: Some(env!("CARGO_PKG_VERSION").into()),
+        config: Some(HostConfig {
+            extension_path: spec.extension_path.display().to_string(),
+            heartbeat_interval_ms: u64::try_from(options.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            shutdown_grace_ms: u64::try_from(options.shutdown_grace.as_millis())
+                .unwrap_or(u64::MAX),
+            storage_path: spec.storage_path.as_ref().map(|p| p.display().to_string()),
+        }),
+    });
+    let mut buf = bytes::BytesMut::new();
+    encode_message(&reply, options.max_frame_bytes, &mut buf).map_err(|err| err.to_string())?;
+    write_all(write, &buf)
+        .await
+        .map_err(|err| format!("could not send handshake: {err}"))
+}
+
+async fn write_all(write: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        write.writable().await?;
+        match write.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+fn parse_commands(result: &RawValue) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    struct Activated {
+        commands: Vec<String>,
+    }
+    serde_json::from_str::<Activated>(result.get())
+        .map(|a| a.commands)
+        .map_err(|err| format!("activation result is malformed: {err}"))
+}
+
+/// The exit reason with the host's last output.
+async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
+    use std::os::unix::process::ExitStatusExt;
+    let output = host.process.final_output().await;
+    Reason::Exited {
+        code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        output,
+    }
+}
+
+/// SIGKILLs the whole process group and reaps the process.
+async fn kill(mut host: LiveHost) {
+    signal_host(host.process.group, libc::SIGKILL);
+    if tokio::time::timeout(Duration::from_secs(5), host.process.child.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            group = host.process.group,
+            "host did not die within 5 s of SIGKILL"
+        );
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,336 @@
+//! The public face of the lifecycle: a handle per host and a manager for many.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::job::{Control, HostStatus, Job, StartError};
+use super::options::HostSpec;
+use super::state::{ExtensionHostState, StateChange};
+use crate::ipc::message::ErrorCode;
+use crate::ipc::{Connection, ErrorObject, NoMethods, RequestError, RequestHandler};
+
+/// A cloneable handle to one supervised host. Every method sends a message to the host's task;
+/// none of them blocks on the others.
+#[derive(Debug, Clone)]
+pub struct HostHandle {
+    id: Arc<str>,
+    control: mpsc::UnboundedSender<Control>,
+    status: watch::Receiver<HostStatus>,
+}
+
+impl HostHandle {
+    /// Creates a host in the Stopped state and starts its task.
+    ///
+    /// `broker` serves the host's API requests (`fs/readFile`, ...), with the caller's identity
+    /// taken from the connection.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn spawn(spec: HostSpec, broker: Arc<dyn RequestHandler>) -> Self {
+        Self::spawn_with_subscribers(spec, broker, Vec::new())
+    }
+
+    fn spawn_with_subscribers(
+        spec: HostSpec,
+        broker: Arc<dyn RequestHandler>,
+        subscribers: Vec<mpsc::UnboundedSender<StateChange>>,
+    ) -> Self {
+        let id: Arc<str> = spec.id.as_str().into();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (job, status) = Job::new(Arc::new(spec), broker, control_rx, subscribers);
+        tokio::spawn(job.run());
+        Self {
+            id,
+            control,
+            status,
+        }
+    }
+
+    /// The extension id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts the host and waits until it is Running.
+    ///
+    /// Returns at once if it already runs. A host that keeps failing is restarted within its
+    /// budget, so this may take as long as the backoff delays add up to.
+    ///
+    /// # Errors
+    /// [`StartError::Crashed`] once the restart budget is spent, with the last failure;
+    /// [`StartError::Stopped`] if `stop()` came first.
+    pub async fn start(&self) -> Result<(), StartError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || StartError::Gone {
+            id: self.id.to_string(),
+        };
+        self.control.send(Control::Start(tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Stops the host: shutdown message, `deactivate()` grace, SIGTERM to its process group,
+    /// SIGKILL. Interrupts a pending restart at once. Returns when the host is Stopped.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The current status.
+    #[must_use]
+    pub fn status(&self) -> HostStatus {
+        self.status.borrow().clone()
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> ExtensionHostState {
+        self.status.borrow().state
+    }
+
+    /// Every state change from now on, with its reason. Nothing is dropped: the channel is
+    /// unbounded, and state changes are rare (the backoff paces them).
+    #[must_use]
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StateChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.control.send(Control::Subscribe(tx));
+        rx
+    }
+
+    /// Waits until the host is in `state`, or `timeout` passes; returns the state it was in last.
+    pub async fn wait_for(
+        &self,
+        state: ExtensionHostState,
+        timeout: Duration,
+    ) -> ExtensionHostState {
+        let mut status = self.status.clone();
+        let _ = tokio::time::timeout(timeout, status.wait_for(|s| s.state == state)).await;
+        status.borrow().state
+    }
+
+    fn connection(&self) -> Result<Connection, RequestError> {
+        self.status.borrow().connection.clone().ok_or_else(|| {
+            RequestError::Remote(ErrorObject::new(
+                ErrorCode::NotRunning,
+                format!("extension host {} is {}", self.id, self.state()),
+            ))
+        })
+    }
+
+    /// Sends a request to the host with the default timeout.
+    ///
+    /// # Errors
+    /// `NotRunning` (as [`RequestError::Remote`]) when the host has no connection, else
+    /// whatever the request yields.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<Box<RawValue>, RequestError> {
+        self.connection()?.request(method, params).await
+    }
+
+    /// Sends a request with an explicit timeout and cancellation token.
+    ///
+    /// # Errors
+    /// As [`HostHandle::request`].
+    pub async fn request_with(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        timeout: Duration,
+        cancel: Option<&tokio_util::sync::CancellationToken>,
+    ) -> Result<Box<RawValue>, RequestError> {
+        self.connection()?
+            .request_with(method, params, timeout, cancel)
+            .await
+    }
+
+    /// Runs a command the extension registered. `args` must be a JSON array; it is forwarded
+    /// without being parsed.
+    ///
+    /// # Errors
+    /// `InvalidParams` if `args` is not an array, `CommandNotFound`, `ExtensionError` if the
+    /// handler threw, or any [`RequestError`].
+    pub async fn execute_command(
+        &self,
+        command: &str,
+        args: &RawValue,
+    ) -> Result<Box<RawValue>, RequestError> {
+        let params = command_params(command, args)?;
+        self.request("command/execute", Some(params)).await
+    }
+}
+
+/// Builds `{"command": ..., "args": ...}` around the caller's raw arguments.
+fn command_params(command: &str, args: &RawValue) -> Result<Box<RawValue>, RequestError> {
+    if !args.get().trim_start().starts_with('[') {
+        return Err(RequestError::Remote(ErrorObject::new(
+            ErrorCode::InvalidParams,
+            "command arguments must be a JSON array",
+        )));
+    }
+    let command = serde_json::to_string(command).expect("strings serialize");
+    let text = format!(r#"{{"command":{command},"args":{}}}"#, args.get());
+    Ok(RawValue::from_string(text).expect("valid JSON built from valid parts"))
+}
+
+/// Why a host could not be added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// Another host already has this id.
+    #[error("an extension host with id {0} already exists")]
+    Duplicate(String),
+    /// No host has this id.
+    #[error("no extension host with id {0}")]
+    Unknown(String),
+}
+
+/// Supervises many hosts: one task each, a shared broker, and one event stream for all.
+pub struct ExtensionHostManager {
+    hosts: Mutex<BTreeMap<String, HostHandle>>,
+    broker: Arc<dyn RequestHandler>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<StateChange>>>,
+}
+
+impl std::fmt::Debug for ExtensionHostManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtensionHostManager")
+            .field("hosts", &self.ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ExtensionHostManager {
+    fn default() -> Self {
+        Self::new(Arc::new(NoMethods))
+    }
+}
+
+impl ExtensionHostManager {
+    /// A manager whose hosts' API requests are served by `broker`.
+    #[must_use]
+    pub fn new(broker: Arc<dyn RequestHandler>) -> Self {
+        Self {
+            hosts: Mutex::new(BTreeMap::new()),
+            broker,
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds a host in the Stopped state.
+    ///
+    /// # Errors
+    /// [`ManagerError::Duplicate`] if the id is taken.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn add(&self, spec: HostSpec) -> Result<HostHandle, ManagerError> {
+        let mut hosts = self.hosts.lock().expect("host table");
+        if hosts.contains_key(&spec.id) {
+            return Err(ManagerError::Duplicate(spec.id));
+        }
+        let subscribers = self.subscribers.lock().expect("subscribers").clone();
+        let id = spec.id.clone();
+        let handle =
+            HostHandle::spawn_with_subscribers(spec, Arc::clone(&self.broker), subscribers);
+        hosts.insert(id, handle.clone());
+        Ok(handle)
+    }
+
+    /// The host with this id.
+    #[must_use]
+    pub fn get(&self, id: &str) -> Option<HostHandle> {
+        self.hosts.lock().expect("host table").get(id).cloned()
+    }
+
+    /// Every host, by id.
+    #[must_use]
+    pub fn hosts(&self) -> Vec<HostHandle> {
+        self.hosts
+            .lock()
+            .expect("host table")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every host id, sorted.
+    #[must_use]
+    pub fn ids(&self) -> Vec<String> {
+        self.hosts
+            .lock()
+            .expect("host table")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// State changes of every host, present and future.
+    #[must_use]
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StateChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hosts = self.hosts.lock().expect("host table");
+        for host in hosts.values() {
+            let _ = host.control.send(Control::Subscribe(tx.clone()));
+        }
+        self.subscribers.lock().expect("subscribers").push(tx);
+        rx
+    }
+
+    /// Starts every host concurrently; returns each one's outcome.
+    pub async fn start_all(&self) -> Vec<(String, Result<(), StartError>)> {
+        let hosts = self.hosts();
+        let starts = hosts
+            .iter()
+            .map(|host| async move { (host.id().to_owned(), host.start().await) });
+        futures_util::future::join_all(starts).await
+    }
+
+    /// Stops every host concurrently.
+    pub async fn stop_all(&self) {
+        let hosts = self.hosts();
+        futures_util::future::join_all(hosts.iter().map(HostHandle::stop)).await;
+    }
+
+    /// Runs `command` in the host of `extension`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown extension, else as [`HostHandle::execute_command`].
+    pub async fn execute_command(
+        &self,
+        extension: &str,
+        command: &str,
+        args: &RawValue,
+    ) -> Result<Box<RawValue>, RequestError> {
+        let host = self.get(extension).ok_or_else(|| {
+            RequestError::Remote(ErrorObject::new(
+                ErrorCode::NotFound,
+                format!("no extension host with id {extension}"),
+            ))
+        })?;
+        host.execute_command(command, args).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_params_wrap_raw_args() {
+        let args = RawValue::from_string(r#"[1, "two"]"#.into()).unwrap();
+        let params = command_params("a\"b", &args).unwrap();
+        assert_eq!(params.get(), r#"{"command":"a\"b","args":[1, "two"]}"#);
+        let not_array = RawValue::from_string(r#"{"x":1}"#.into()).unwrap();
+        assert!(command_params("c", &not_array).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Host processes: spawning, containment and signals.
+
+mod spawn;
+pub mod sys;
+
+pub use spawn::{
+    Containment, ENV_PASSTHROUGH, HostCommand, IPC_FD, OutputTail, SpawnError, SpawnedHost,
+    signal_host, spawn_host,
+};

@@ -1,0 +1,301 @@
+//! Starting a host process: its command line, environment, IPC socket, output capture and
+//! containment.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::sys::{self, ContainPlan, IdMaps};
+
+/// The fd number a host finds its IPC socket at (`DSCODE_IPC_FD`).
+pub const IPC_FD: i32 = 3;
+
+/// Environment variables passed through from the supervisor; everything else is dropped, so
+/// `NODE_OPTIONS`, `LD_PRELOAD` and the user's tokens never reach a host.
+pub const ENV_PASSTHROUGH: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
+
+/// A program to run as a host.
+#[derive(Debug, Clone)]
+pub struct HostCommand {
+    /// The executable (looked up on `PATH` if it has no slash).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Extra environment variables, on top of [`ENV_PASSTHROUGH`].
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// Why a host could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The program does not exist.
+    #[error("`{program}` was not found{hint}")]
+    NotFound {
+        /// The program.
+        program: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Any other failure.
+    #[error("could not start `{program}`")]
+    Io {
+        /// The program.
+        program: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How well a host is kept from outliving the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Containment {
+    /// The host is PID 1 of its own PID namespace: when it or the supervisor dies, everything it
+    /// started dies too.
+    PidNamespace,
+    /// Only the host process itself dies with the supervisor; processes it starts could survive.
+    /// Happens where the kernel refuses new namespaces.
+    DeathSignalOnly,
+}
+
+/// The last lines a host wrote to stdout and stderr, kept for crash reports.
+#[derive(Debug, Clone, Default)]
+pub struct OutputTail {
+    lines: Arc<Mutex<VecDeque<String>>>,
+}
+
+const TAIL_LINES: usize = 40;
+const MAX_LINE: usize = 2048;
+
+impl OutputTail {
+    fn push(&self, line: String) {
+        let mut lines = self.lines.lock().expect("output tail");
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// A copy of the kept lines, oldest first.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .expect("output tail")
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A started host process.
+#[derive(Debug)]
+pub struct SpawnedHost {
+    /// The process the supervisor waits on: the shim with a PID namespace, else the host itself.
+    /// Its pid is the process group id.
+    pub child: Child,
+    /// The process group (and the pid of `child`).
+    pub group: u32,
+    /// The host's own pid as seen from the supervisor.
+    pub pid: u32,
+    /// The supervisor's end of the IPC socket, until the caller takes it.
+    pub ipc: Option<tokio::net::UnixStream>,
+    /// What the host wrote lately.
+    pub output: OutputTail,
+    /// How the host is contained.
+    pub containment: Containment,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl SpawnedHost {
+    /// Waits briefly for the output readers to reach end of file, so the tail holds the host's
+    /// last words, then returns it.
+    pub async fn final_output(&mut self) -> Vec<String> {
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), reader).await;
+        }
+        self.output.snapshot()
+    }
+}
+
+/// Starts `command` as the host of `extension_id`.
+///
+/// The host gets: stdin from `/dev/null`; stdout and stderr piped to the supervisor's log and
+/// kept in an [`OutputTail`]; its end of a fresh socketpair at fd [`IPC_FD`]; a cleared environment
+/// plus [`ENV_PASSTHROUGH`], `DSCODE_IPC_FD` and `DSCODE_EXTENSION_ID`; a process group of its own;
+/// and, where the kernel allows, a PID namespace of its own (see [`Containment`]).
+///
+/// # Errors
+/// [`SpawnError`] when the process cannot be started.
+pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHost, SpawnError> {
+    let program = command.program.display().to_string();
+    let io_err = |source: io::Error| SpawnError::Io {
+        program: program.clone(),
+        source,
+    };
+    let (supervisor_end, host_end) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
+    supervisor_end.set_nonblocking(true).map_err(io_err)?;
+
+    let mut cmd = Command::new(&command.program);
+    cmd.args(&command.args)
+        .env_clear()
+        .envs(
+            ENV_PASSTHROUGH
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|v| (*name, v))),
+        )
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .env("DSCODE_IPC_FD", IPC_FD.to_string())
+        .env("DSCODE_EXTENSION_ID", extension_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &command.cwd {
+        cmd.current_dir(cwd);
+    }
+    let plan = ContainPlan {
+        parent_pid: libc::pid_t::try_from(std::process::id()).expect("pid fits pid_t"),
+        ipc: Some((host_end.as_raw_fd(), IPC_FD)),
+        pid_namespace: true,
+        // Root can make a PID namespace directly; a user namespace would also take away its
+        // access to files owned by unmapped users, which is the sandbox's job, not this one's.
+        user_namespace: (!sys::is_root()).then(IdMaps::identity),
+    };
+    // SAFETY: `contain_in_child` is written for the pre-exec context (no allocation, only
+    // async-signal-safe calls) and `plan` is fully built before the fork.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || sys::contain_in_child(&plan));
+    }
+    let mut child = cmd.spawn().map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            SpawnError::NotFound {
+                program: program.clone(),
+                hint: hint_for(&command.program),
+            }
+        } else {
+            SpawnError::Io {
+                program: program.clone(),
+                source,
+            }
+        }
+    })?;
+    drop(host_end);
+    let group = child.id().expect("a just-spawned child has a pid");
+    let containment = detect_containment(group);
+    let pid = match containment {
+        Containment::PidNamespace => first_child_of(group).unwrap_or(group),
+        Containment::DeathSignalOnly => group,
+    };
+    let output = OutputTail::default();
+    let mut readers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(capture(
+            stdout,
+            extension_id.to_owned(),
+            "stdout",
+            output.clone(),
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(capture(
+            stderr,
+            extension_id.to_owned(),
+            "stderr",
+            output.clone(),
+        )));
+    }
+    let ipc = tokio::net::UnixStream::from_std(supervisor_end).map_err(io_err)?;
+    Ok(SpawnedHost {
+        child,
+        group,
+        pid,
+        ipc: Some(ipc),
+        output,
+        containment,
+        readers,
+    })
+}
+
+fn hint_for(program: &std::path::Path) -> String {
+    match program.file_name().and_then(|n| n.to_str()) {
+        Some("node") => ": install Node.js 18 or newer (`apt-get install nodejs`), or set `node` in the [supervisor] config to its path".into(),
+        Some("python3") => ": install Python 3 (`apt-get install python3`)".into(),
+        _ => ": check the host's `command` in the config".into(),
+    }
+}
+
+/// Compares the namespace the child's children are born into with ours.
+fn detect_containment(pid: u32) -> Containment {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid_for_children"));
+    let ours = std::fs::read_link("/proc/self/ns/pid");
+    match (theirs, ours) {
+        (Ok(theirs), Ok(ours)) if theirs != ours => Containment::PidNamespace,
+        _ => Containment::DeathSignalOnly,
+    }
+}
+
+fn first_child_of(pid: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Logs a host's output line by line and keeps the tail. Lines are capped so a host cannot make
+/// the supervisor buffer an endless line.
+async fn capture(
+    mut stream: impl AsyncRead + Unpin,
+    extension: String,
+    name: &'static str,
+    tail: OutputTail,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut line = Vec::with_capacity(256);
+    let emit = |line: &mut Vec<u8>| {
+        let text = String::from_utf8_lossy(line).trim_end().to_owned();
+        line.clear();
+        tracing::debug!(target: "dscode_extension_host::host_output", extension = %extension, stream = name, "{text}");
+        tail.push(text);
+    };
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                emit(&mut line);
+            } else if line.len() < MAX_LINE {
+                line.push(byte);
+            } else {
+                emit(&mut line);
+                line.push(byte);
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&mut line);
+    }
+}
+
+/// Sends a signal to the host's whole process group; a group that is already gone is fine.
+pub fn signal_host(group: u32, signal: libc::c_int) {
+    if let Err(err) = sys::signal_group(group, signal)
+        && err.raw_os_error() != Some(libc::ESRCH)
+    {
+        tracing::warn!(group, signal, error = %err, "could not signal host process group");
+    }
+}

@@ -1,0 +1,275 @@
+//! The system calls behind host containment; the only place in the crate with `unsafe`.
+//!
+//! Everything in [`contain_in_child`] runs in the child between `fork` and `exec`, where the parent
+//! may have held locks in other threads, so it only makes async-signal-safe system calls and never
+//! allocates: every buffer it needs is prepared before the fork.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// What the child should set up before it becomes the host.
+#[derive(Debug, Clone)]
+pub struct ContainPlan {
+    /// The supervisor's pid, to detect that it died before the death signal was armed.
+    pub parent_pid: libc::pid_t,
+    /// The host's end of the IPC socketpair and the fd number the host expects it at.
+    pub ipc: Option<(RawFd, RawFd)>,
+    /// Put the host in a fresh PID namespace so that nothing it starts can outlive it.
+    pub pid_namespace: bool,
+    /// Also create a user namespace (needed without `CAP_SYS_ADMIN`), with these map contents.
+    pub user_namespace: Option<IdMaps>,
+}
+
+/// Pre-rendered `/proc/self/{uid,gid}_map` lines mapping the caller's ids onto themselves.
+#[derive(Debug, Clone)]
+pub struct IdMaps {
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+}
+
+impl IdMaps {
+    /// Identity maps for the current user, so ids look the same inside as outside.
+    #[must_use]
+    pub fn identity() -> Self {
+        // SAFETY: getuid and getgid cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Self {
+            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+        }
+    }
+}
+
+/// Whether the effective user is root.
+#[must_use]
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Writes a whole buffer to a `/proc` file (nul-terminated path).
+fn write_proc(path: &[u8], data: &[u8]) -> io::Result<()> {
+    // SAFETY: `path` is nul-terminated (asserted by callers' literals); the fd is closed below.
+    let fd = check(unsafe { libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: `data` is a valid buffer of `data.len()` bytes.
+    let written = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    // SAFETY: `fd` was opened above and is not used afterwards.
+    unsafe { libc::close(fd) };
+    if written == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn unshare_namespaces(plan: &ContainPlan) -> io::Result<()> {
+    let Some(maps) = &plan.user_namespace else {
+        // SAFETY: unshare has no memory-safety preconditions.
+        check(unsafe { libc::unshare(libc::CLONE_NEWPID) })?;
+        return Ok(());
+    };
+    // SAFETY: as above.
+    check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) })?;
+    write_proc(b"/proc/self/setgroups\0", b"deny")?;
+    write_proc(b"/proc/self/uid_map\0", &maps.uid_map)?;
+    write_proc(b"/proc/self/gid_map\0", &maps.gid_map)
+}
+
+/// Signals the shim ignores so that only the host sees them: the supervisor signals the whole
+/// process group, and the shim must outlive the host to report how it ended.
+const SHIM_BLOCKED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// Runs in the forked child before `exec`. Returns in the process that goes on to `exec` the host.
+///
+/// With a PID namespace this forks once more: the child returned to the caller is PID 1 of the new
+/// namespace, and this process stays behind as a shim that waits for it and exits the same way.
+/// Both carry `PR_SET_PDEATHSIG = SIGKILL` tied to their parent, so the supervisor dying kills the
+/// shim, the shim dying kills PID 1, and PID 1 dying makes the kernel kill everything else in the
+/// namespace, grandchildren that called `setsid` included.
+///
+/// # Errors
+/// When a system call fails; the spawn then fails with that error. A namespace the kernel refuses
+/// is not an error: the host then runs without one, and the caller detects that afterwards.
+///
+/// # Safety
+/// Only call between `fork` and `exec` (from `CommandExt::pre_exec`).
+pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
+    arm_death_signal(plan.parent_pid)?;
+    if let Some((from, to)) = plan.ipc {
+        place_fd(from, to)?;
+    }
+    if !plan.pid_namespace || unshare_namespaces(plan).is_err() {
+        return Ok(());
+    }
+    let mut liveness = [0 as RawFd; 2];
+    // SAFETY: `liveness` has room for the two fds pipe2 writes.
+    check(unsafe { libc::pipe2(liveness.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    let [live_read, live_write] = liveness;
+    let (old_mask, _) = block_signals(&SHIM_BLOCKED)?;
+    // SAFETY: the process is single-threaded after the outer fork, so a second fork is sound.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // PID 1 of the new namespace, about to become the host. Its parent is the shim, which is
+        // outside the namespace, so getppid() reads 0 and cannot tell whether the shim is alive;
+        // the pipe can: once the shim is gone, its write end is closed and the read end hangs up.
+        // SAFETY: plain syscalls on fds this process owns.
+        unsafe {
+            check(libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ))?;
+            libc::close(live_write);
+            let mut poll = libc::pollfd {
+                fd: live_read,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&raw mut poll, 1, 0) == 1 && poll.revents & libc::POLLHUP != 0 {
+                libc::_exit(137);
+            }
+            libc::close(live_read);
+            check(libc::sigprocmask(
+                libc::SIG_SETMASK,
+                &raw const old_mask,
+                std::ptr::null_mut(),
+            ))?;
+        }
+        return Ok(());
+    }
+    // SAFETY: never returns; only async-signal-safe calls.
+    unsafe { run_shim(pid, live_write, live_read) }
+}
+
+fn arm_death_signal(parent_pid: libc::pid_t) -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    // The supervisor may have died between fork and prctl; then no signal would ever come.
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != parent_pid {
+        return Err(io::Error::other("supervisor exited during spawn"));
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to` without the close-on-exec flag, so the host inherits it.
+fn place_fd(from: RawFd, to: RawFd) -> io::Result<()> {
+    if from == to {
+        // SAFETY: fcntl on an fd we own.
+        check(unsafe { libc::fcntl(to, libc::F_SETFD, 0) })?;
+    } else {
+        // SAFETY: dup2 onto a target number; the new fd does not inherit O_CLOEXEC.
+        check(unsafe { libc::dup2(from, to) })?;
+    }
+    Ok(())
+}
+
+fn block_signals(signals: &[libc::c_int]) -> io::Result<(libc::sigset_t, ())> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        for &signal in signals {
+            libc::sigaddset(&raw mut set, signal);
+        }
+        check(libc::sigprocmask(
+            libc::SIG_BLOCK,
+            &raw const set,
+            &raw mut old,
+        ))?;
+        Ok((old, ()))
+    }
+}
+
+/// Closes every fd except `keep`.
+fn close_all_but(keep: RawFd) {
+    // SAFETY: close_range takes plain integers; on kernels without it, fall back to a loop.
+    unsafe {
+        let keep = keep as libc::c_uint;
+        let ok = (keep == 0 || libc::syscall(libc::SYS_close_range, 0, keep - 1, 0) == 0)
+            && libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == 0;
+        if !ok {
+            for fd in 0..4096 {
+                if fd != keep as libc::c_int {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// The shim: waits for the host and exits the way it did.
+///
+/// It closes every descriptor except the liveness pipe, including the standard library's
+/// exec-error pipe (otherwise `spawn` would wait for the shim to exit) and its copies of the
+/// host's stdio and IPC socket (otherwise the supervisor would not see them close when the host
+/// dies).
+unsafe fn run_shim(host: libc::pid_t, live_write: RawFd, live_read: RawFd) -> ! {
+    // SAFETY: all calls below are async-signal-safe and use no memory but locals.
+    unsafe {
+        libc::close(live_read);
+        close_all_but(live_write);
+        let mut status = 0;
+        loop {
+            let ret = libc::waitpid(host, &raw mut status, 0);
+            if ret == host || (ret == -1 && *libc::__errno_location() != libc::EINTR) {
+                break;
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            let signal = libc::WTERMSIG(status);
+            libc::signal(signal, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), signal);
+            libc::_exit(128 + signal);
+        }
+        libc::_exit(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            1
+        })
+    }
+}
+
+/// Sends `signal` to every process in the group led by `leader`.
+///
+/// # Errors
+/// `ESRCH` once the group is gone.
+pub fn signal_group(leader: u32, signal: libc::c_int) -> io::Result<()> {
+    let pgid =
+        libc::pid_t::try_from(leader).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: kill takes plain integers; a negative pid addresses the process group.
+    check(unsafe { libc::kill(-pgid, signal) }).map(drop)
+}
+
+/// Makes this process non-dumpable: no core files, and other processes of the same user cannot
+/// ptrace it or read its memory through `/proc`.
+///
+/// # Errors
+/// If prctl fails.
+pub fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes an integer flag.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
+}

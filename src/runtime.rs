@@ -1,0 +1,144 @@
+//! Host runtimes: the embedded Node.js host, and where the supervisor keeps its runtime files.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::extension::{Manifest, ManifestError};
+use crate::ipc::listener::{SocketError, ensure_private_dir};
+use crate::lifecycle::{HostOptions, HostSpec};
+use crate::process::HostCommand;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+pub use embedded::{EXAMPLE_EXTENSIONS, NODE_HOST};
+
+/// The supervisor's private runtime directory: `$XDG_RUNTIME_DIR/dscode-exthost`, or
+/// `/tmp/dscode-exthost-<uid>` without one. Created with mode 0700 and checked to be ours.
+///
+/// # Errors
+/// If the directory cannot be created or belongs to someone else.
+pub fn runtime_dir() -> Result<PathBuf, SocketError> {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute()) {
+        Some(base) => PathBuf::from(base).join("dscode-exthost"),
+        None => std::env::temp_dir().join(format!("dscode-exthost-{}", nix::unistd::geteuid())),
+    };
+    ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Writes embedded files under `dir` (which must be private), skipping files already present
+/// with the same contents. Returns `dir`.
+///
+/// # Errors
+/// On any write failure.
+pub fn write_tree(dir: &Path, files: &[(&str, &str)]) -> io::Result<PathBuf> {
+    for (rel, contents) in files {
+        let path = dir.join(rel);
+        if std::fs::read(&path).is_ok_and(|existing| existing == contents.as_bytes()) {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Write then rename, so a concurrent supervisor never runs a half-written file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, contents)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(dir.to_owned())
+}
+
+/// The Node.js runtime: the `node` executable and the host script it runs.
+#[derive(Debug, Clone)]
+pub struct NodeRuntime {
+    /// The `node` executable (looked up on `PATH` if it has no slash).
+    pub node: PathBuf,
+    /// `main.js` of the host.
+    pub host_main: PathBuf,
+}
+
+impl NodeRuntime {
+    /// Unpacks the embedded host into `<runtime_dir>/node-host-<hash>` and uses `node` to run it.
+    /// The hash covers the files' contents, so versions never overwrite each other.
+    ///
+    /// # Errors
+    /// If the runtime directory is unusable or a file cannot be written.
+    pub fn embedded(node: impl Into<PathBuf>) -> io::Result<Self> {
+        let base = runtime_dir().map_err(io::Error::other)?;
+        Self::embedded_in(&base, node)
+    }
+
+    /// Like [`NodeRuntime::embedded`], under a directory the caller chose (it must be private).
+    ///
+    /// # Errors
+    /// If a file cannot be written.
+    pub fn embedded_in(base: &Path, node: impl Into<PathBuf>) -> io::Result<Self> {
+        let mut hasher = DefaultHasher::new();
+        NODE_HOST.hash(&mut hasher);
+        let dir = write_tree(
+            &base.join(format!("node-host-{:016x}", hasher.finish())),
+            NODE_HOST,
+        )?;
+        Ok(Self {
+            node: node.into(),
+            host_main: dir.join("src/main.js"),
+        })
+    }
+
+    /// A host for the extension in `extension_dir`: reads its manifest for the id.
+    ///
+    /// # Errors
+    /// If the manifest is missing or invalid.
+    pub fn host_spec(
+        &self,
+        extension_dir: &Path,
+        options: HostOptions,
+    ) -> Result<HostSpec, ManifestError> {
+        let extension_dir =
+            std::path::absolute(extension_dir).unwrap_or_else(|_| extension_dir.to_owned());
+        let manifest = Manifest::load(&extension_dir)?;
+        Ok(HostSpec {
+            id: manifest.id(),
+            command: HostCommand {
+                program: self.node.clone(),
+                args: vec![self.host_main.clone().into_os_string()],
+                env: Vec::new(),
+                cwd: Some(extension_dir.clone()),
+            },
+            extension_path: extension_dir,
+            storage_path: None,
+            options,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_host_has_its_entry_point_and_examples() {
+        assert!(
+            NODE_HOST.iter().any(|(path, _)| *path == "src/main.js"),
+            "{:?}",
+            NODE_HOST.iter().map(|f| f.0).collect::<Vec<_>>()
+        );
+        assert!(
+            EXAMPLE_EXTENSIONS
+                .iter()
+                .any(|(path, _)| *path == "hello/package.json")
+        );
+    }
+
+    #[test]
+    fn unpacking_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = NodeRuntime::embedded_in(dir.path(), "node").unwrap();
+        let b = NodeRuntime::embedded_in(dir.path(), "node").unwrap();
+        assert_eq!(a.host_main, b.host_main);
+        assert!(a.host_main.is_file());
+    }
+}

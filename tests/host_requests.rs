@@ -1,0 +1,223 @@
+//! Requests to a real Node.js host: round trips, concurrency, timeouts and cancellation.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, example, fast, fixture, json, raw};
+use dscode_extension_host::ipc::{ErrorCode, RequestError};
+use dscode_extension_host::lifecycle::ExtensionHostState;
+
+#[tokio::test]
+async fn handshake_activation_and_a_command_round_trip() {
+    let env = Env::new();
+    let host = env.host(example("hello"), fast());
+    host.start().await.expect("host starts");
+    let status = host.status();
+    assert_eq!(status.state, ExtensionHostState::Running);
+    assert!(
+        status.commands.contains(&"hello.greet".to_owned()),
+        "{:?}",
+        status.commands
+    );
+    assert!(status.pid.is_some_and(common::alive));
+    let reply = host
+        .execute_command("hello.greet", &raw(r#"["Ada"]"#))
+        .await
+        .unwrap();
+    assert_eq!(json(&reply), "Hello, Ada!");
+    host.stop().await;
+    assert_eq!(host.state(), ExtensionHostState::Stopped);
+}
+
+#[tokio::test]
+async fn unknown_command_and_throwing_command_are_structured_errors() {
+    let env = Env::new();
+    let host = env.host(fixture("faulty"), fast());
+    host.start().await.unwrap();
+    let err = host
+        .execute_command("nope.nothing", &raw("[]"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RequestError::Remote(e) if e.is(ErrorCode::CommandNotFound)),
+        "{err}"
+    );
+    let err = host
+        .execute_command("faulty.throw", &raw("[]"))
+        .await
+        .unwrap_err();
+    let RequestError::Remote(error) = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        error.is(ErrorCode::ExtensionError) && error.message.contains("boom"),
+        "{error}"
+    );
+    // Positive control: the host still serves requests after both errors.
+    assert_eq!(
+        json(
+            &host
+                .execute_command("faulty.fast", &raw("[]"))
+                .await
+                .unwrap()
+        ),
+        "fast"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_are_all_answered() {
+    let env = Env::new();
+    let host = env.host(example("hello"), fast());
+    host.start().await.unwrap();
+    let calls = (0..1000).map(|i| {
+        let host = host.clone();
+        async move {
+            host.execute_command("hello.add", &raw(&format!("[{i}, 1]")))
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    for (i, result) in results.into_iter().enumerate() {
+        assert_eq!(json(&result.unwrap()), serde_json::json!(i + 1));
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_command_does_not_delay_a_fast_one() {
+    let env = Env::new();
+    let host = env.host(fixture("faulty"), fast());
+    host.start().await.unwrap();
+    let slow = {
+        let host = host.clone();
+        tokio::spawn(async move { host.execute_command("faulty.slow", &raw("[3000]")).await })
+    };
+    // The fast command completes while the slow one is still pending: ordering, not timing.
+    let fast_reply = host
+        .execute_command("faulty.fast", &raw("[]"))
+        .await
+        .unwrap();
+    assert_eq!(json(&fast_reply), "fast");
+    assert!(
+        !slow.is_finished(),
+        "the slow command finished before the fast one returned"
+    );
+    assert_eq!(json(&slow.await.unwrap().unwrap()), "slow");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_its_timeout_errors_and_the_late_reply_is_ignored() {
+    let env = Env::new();
+    let host = env.host(fixture("faulty"), fast());
+    host.start().await.unwrap();
+    let params = raw(r#"{"command":"faulty.slow","args":[400]}"#);
+    let err = host
+        .request_with(
+            "command/execute",
+            Some(params),
+            Duration::from_millis(50),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestError::Timeout { .. }), "{err}");
+    // The late answer arrives while we make more requests; they are unaffected.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            json(
+                &host
+                    .execute_command("faulty.fast", &raw("[]"))
+                    .await
+                    .unwrap()
+            ),
+            "fast"
+        );
+    }
+    assert_eq!(host.state(), ExtensionHostState::Running);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_request_reaches_the_extensions_token() {
+    let env = Env::new();
+    let host = env.host(fixture("faulty"), fast());
+    host.start().await.unwrap();
+    assert_eq!(
+        json(
+            &host
+                .execute_command("faulty.wasCancelled", &raw("[]"))
+                .await
+                .unwrap()
+        ),
+        false
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    let call = {
+        let host = host.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let params = raw(r#"{"command":"faulty.cancellable","args":[]}"#);
+            host.request_with(
+                "command/execute",
+                Some(params),
+                Duration::from_secs(30),
+                Some(&token),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    token.cancel();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(matches!(err, RequestError::Cancelled { .. }), "{err}");
+    // The extension saw the cancellation through its token.
+    let mut seen = false;
+    for _ in 0..50 {
+        if json(
+            &host
+                .execute_command("faulty.wasCancelled", &raw("[]"))
+                .await
+                .unwrap(),
+        ) == true
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the extension never saw the cancellation");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn echo_forwards_params_untouched_and_big_payloads_fit() {
+    let env = Env::new();
+    let host = env.host(example("hello"), fast());
+    host.start().await.unwrap();
+    let payload = format!(r#"{{"text":"{}","n":[1,2,3]}}"#, "é".repeat(200_000));
+    let reply = host
+        .request("host/echo", Some(raw(&payload)))
+        .await
+        .unwrap();
+    assert_eq!(
+        json(&reply),
+        serde_json::from_str::<serde_json::Value>(&payload).unwrap()
+    );
+    // Over the 1 MiB limit: refused on our side before sending, and the host stays up.
+    let too_big = format!(r#""{}""#, "x".repeat(1 << 20));
+    let err = host
+        .request("host/echo", Some(raw(&too_big)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestError::Encode(_)), "{err}");
+    assert_eq!(
+        json(&host.request("host/echo", Some(raw("[1]"))).await.unwrap()),
+        serde_json::json!([1])
+    );
+    host.stop().await;
+}
