@@ -23,7 +23,7 @@ use super::options::HostSpec;
 use super::state::{ExtensionHostState, Reason, StateChange, StopOutcome, Trigger, transition};
 use crate::ipc::codec::encode_message;
 use crate::ipc::message::{Handshake, HostConfig, Message, PROTOCOL_VERSION};
-use crate::ipc::{Connection, Event, Events, MessageCodec, RequestHandler};
+use crate::ipc::{Connection, Event, Events, MessageCodec, RequestError, RequestHandler};
 use crate::process::{Containment, SpawnError, SpawnedHost, signal_host, spawn_host};
 
 /// A snapshot of a host, kept current by its job.
@@ -379,14 +379,19 @@ impl Job {
                 Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host))
             }
             Ok(Err(Err(err))) => {
-                let output = host.process.output.snapshot();
-                Step::Fail(
-                    Failure::retry(Reason::ActivationFailed {
+                let exit = if matches!(err, RequestError::Closed(_)) {
+                    exit_soon(&mut host).await
+                } else {
+                    None
+                };
+                let reason = match exit {
+                    Some(exit) => exit,
+                    None => Reason::ActivationFailed {
                         message: err.to_string(),
-                        output,
-                    }),
-                    Some(host),
-                )
+                        output: host.process.output.snapshot(),
+                    },
+                };
+                Step::Fail(Failure::retry(reason), Some(host))
             }
             Ok(Ok(result)) => match parse_commands(&result) {
                 Ok(commands) => {
@@ -445,11 +450,9 @@ impl Job {
                     None => events_open = false,
                 },
                 closed = connection.closed() => {
-                    // The process usually exits at the same moment; prefer its exit status.
-                    let exit = tokio::time::timeout(Duration::from_secs(1), host.process.child.wait()).await;
-                    let reason = match exit {
-                        Ok(status) => exited(&mut host, status.ok()).await,
-                        Err(_) => Reason::ConnectionLost { message: closed.to_string() },
+                    let reason = match exit_soon(&mut host).await {
+                        Some(exit) => exit,
+                        None => Reason::ConnectionLost { message: closed.to_string() },
                     };
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
                 }
@@ -700,6 +703,13 @@ async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
         signal: status.and_then(|s| s.signal()),
         output,
     }
+}
+
+/// After the connection broke: the process usually exits at the same moment, and its exit status
+/// says more than the broken connection does.
+async fn exit_soon(host: &mut LiveHost) -> Option<Reason> {
+    let status = tokio::time::timeout(Duration::from_secs(1), host.process.child.wait()).await.ok()?;
+    Some(exited(host, status.ok()).await)
 }
 
 /// SIGKILLs the whole process group and reaps the process.
