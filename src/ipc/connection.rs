@@ -101,7 +101,7 @@ impl RequestHandler for NoMethods {
 #[non_exhaustive]
 pub enum RequestError {
     /// The peer answered with an error.
-    #[error("peer answered {0}")]
+    #[error("{0}")]
     Remote(ErrorObject),
     /// No answer arrived before the deadline; the peer was sent a cancel.
     #[error("request `{method}` timed out after {after:?}")]

@@ -542,7 +542,7 @@ impl Job {
                 self.set(Trigger::Retry, Reason::Backoff { attempt, delay });
                 match self.interruptible(tokio::time::sleep(delay)).await {
                     Ok(()) => {
-                        self.set(Trigger::BackoffElapsed, Reason::Backoff { attempt, delay });
+                        self.set(Trigger::BackoffElapsed, Reason::RestartAttempt { attempt });
                         Step::Launch
                     }
                     Err(Interrupt::Stop) => Step::Stop(None),
@@ -708,7 +708,9 @@ async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
 /// After the connection broke: the process usually exits at the same moment, and its exit status
 /// says more than the broken connection does.
 async fn exit_soon(host: &mut LiveHost) -> Option<Reason> {
-    let status = tokio::time::timeout(Duration::from_secs(1), host.process.child.wait()).await.ok()?;
+    let status = tokio::time::timeout(Duration::from_secs(1), host.process.child.wait())
+        .await
+        .ok()?;
     Some(exited(host, status.ok()).await)
 }
 

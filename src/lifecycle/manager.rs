@@ -10,8 +10,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::job::{Control, HostStatus, Job, StartError};
 use super::options::HostSpec;
 use super::state::{ExtensionHostState, StateChange};
+use crate::broker::DenyAll;
 use crate::ipc::message::ErrorCode;
-use crate::ipc::{Connection, ErrorObject, NoMethods, RequestError, RequestHandler};
+use crate::ipc::{Connection, ErrorObject, RequestError, RequestHandler};
 
 /// A cloneable handle to one supervised host. Every method sends a message to the host's task;
 /// none of them blocks on the others.
@@ -211,7 +212,7 @@ impl std::fmt::Debug for ExtensionHostManager {
 
 impl Default for ExtensionHostManager {
     fn default() -> Self {
-        Self::new(Arc::new(NoMethods))
+        Self::new(Arc::new(DenyAll))
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 ///                                           └─budget spent─▶ Crashed ─start─▶ Starting
 /// any state ─stop─▶ Stopping ─process gone─▶ Stopped
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtensionHostState {
     /// No process; the initial and final state.
@@ -177,6 +177,11 @@ pub enum Reason {
         #[serde(rename = "delayMs", serialize_with = "as_millis")]
         delay: Duration,
     },
+    /// The backoff is over; restart attempt `attempt` begins.
+    RestartAttempt {
+        /// Which restart this is within the window (1-based).
+        attempt: u32,
+    },
     /// Too many failures inside the restart window, or a failure retrying cannot fix.
     GaveUp {
         /// Restarts made inside the window.
@@ -238,7 +243,13 @@ impl fmt::Display for Reason {
                 f,
                 "gave up after {restarts} restart(s); last failure: {last}"
             ),
-            Self::Stopped { how } => write!(f, "stopped ({how:?})"),
+            Self::RestartAttempt { attempt } => write!(f, "restart attempt {attempt}"),
+            Self::Stopped { how } => f.write_str(match how {
+                StopOutcome::NotRunning => "no process was running",
+                StopOutcome::Graceful => "deactivated and exited",
+                StopOutcome::Terminated => "exited on SIGTERM",
+                StopOutcome::Killed => "killed with SIGKILL after ignoring shutdown and SIGTERM",
+            }),
         }
     }
 }

@@ -1,1 +1,250 @@
-fn main() {}
+//! `dscode-exthost`: the supervisor as a standalone program.
+
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use dscode_extension_host::config::Config;
+use dscode_extension_host::control::{self, ControlHandler, ExecParams, StatusReply};
+use dscode_extension_host::ipc::{IpcManager, NoMethods, PrivateListener, RequestError};
+use dscode_extension_host::lifecycle::ExtensionHostManager;
+use dscode_extension_host::runtime::{NodeRuntime, runtime_dir};
+use serde_json::value::RawValue;
+
+/// Runs editor extensions in sandboxed, supervised Node.js hosts.
+#[derive(Debug, Parser)]
+#[command(name = "dscode-exthost", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `dscode_extension_host=trace`); `RUST_LOG` also works.
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the example extensions, run their commands, kill one and watch it come back.
+    Demo,
+    /// Run the supervisor in the foreground until SIGINT or SIGTERM.
+    Run {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show the hosts of a running supervisor.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The control socket (default: the one `run` uses).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Run an extension command in a running supervisor and print its result as JSON.
+    Exec {
+        /// The extension id (`publisher.name`).
+        extension: String,
+        /// The command id.
+        command: String,
+        /// The arguments, as a JSON array.
+        #[arg(default_value = "[]")]
+        args: String,
+        /// The control socket (default: the one `run` uses).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
+    let filter = filter.map_or_else(
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()),
+        tracing_subscriber::EnvFilter::new,
+    );
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn default_socket() -> anyhow::Result<PathBuf> {
+    Ok(runtime_dir()
+        .context("failed to prepare the runtime directory")?
+        .join("control.sock"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run { .. } => "info",
+        // The demo narrates state changes itself.
+        Command::Demo => "error",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, cli.log.as_deref(), default_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo => demo::run().await,
+            Command::Run { config } => run(&config).await,
+            Command::Status { json, socket } => status(json, socket).await,
+            Command::Exec {
+                extension,
+                command,
+                args,
+                socket,
+            } => exec(&extension, &command, &args, socket).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    if let Err(err) = dscode_extension_host::process::sys::set_non_dumpable() {
+        tracing::warn!(error = %err, "could not mark the supervisor non-dumpable");
+    }
+    let node = NodeRuntime::embedded(config.node()).context("failed to unpack the Node.js host")?;
+    let manager = Arc::new(ExtensionHostManager::default());
+    for spec in config.host_specs(&node)? {
+        manager.add(spec)?;
+    }
+    let socket = match config.control_socket() {
+        Some(path) => path,
+        None => default_socket()?,
+    };
+    let listener = PrivateListener::bind(&socket)
+        .await
+        .context("failed to open the control socket")?;
+    tracing::info!(socket = %socket.display(), hosts = manager.ids().len(), "supervisor running");
+    let server = tokio::spawn(control::serve(
+        listener,
+        ControlHandler::new(Arc::clone(&manager)),
+    ));
+    for (id, result) in manager.start_all().await {
+        if let Err(err) = result {
+            tracing::error!(extension = %id, error = %err, "host did not start");
+        }
+    }
+    wait_for_signal().await?;
+    tracing::info!("stopping every host");
+    server.abort();
+    manager.stop_all().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).context("failed to install a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to install a SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+async fn connect(
+    socket: Option<PathBuf>,
+) -> anyhow::Result<dscode_extension_host::ipc::Connection> {
+    let socket = match socket {
+        Some(path) => path,
+        None => default_socket()?,
+    };
+    let (connection, _events) = IpcManager::new()
+        .connect(&socket, Arc::new(NoMethods))
+        .await?;
+    Ok(connection)
+}
+
+async fn status(json: bool, socket: Option<PathBuf>) -> anyhow::Result<()> {
+    let connection = connect(socket).await?;
+    let reply = connection.request("status", None).await.map_err(remote)?;
+    if json {
+        println!("{}", reply.get());
+        return Ok(());
+    }
+    let status: StatusReply =
+        serde_json::from_str(reply.get()).context("supervisor sent a malformed status")?;
+    println!(
+        "{:<32} {:<11} {:>8} {:>8}  REASON",
+        "EXTENSION", "STATE", "PID", "RESTARTS"
+    );
+    for host in status.hosts {
+        let pid = host.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        println!(
+            "{:<32} {:<11} {:>8} {:>8}  {}",
+            host.id, host.state, pid, host.restarts, host.reason
+        );
+    }
+    Ok(())
+}
+
+async fn exec(
+    extension: &str,
+    command: &str,
+    args: &str,
+    socket: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let args: Box<RawValue> = serde_json::from_str(args)
+        .with_context(|| format!("JSON_ARGS is not valid JSON: {args}"))?;
+    if !args.get().trim_start().starts_with('[') {
+        bail!("JSON_ARGS must be a JSON array, for example '[\"Ada\"]'");
+    }
+    let connection = connect(socket).await?;
+    let params = ExecParams {
+        extension: extension.to_owned(),
+        command: command.to_owned(),
+        args,
+    };
+    let params =
+        serde_json::value::to_raw_value(&params).context("failed to encode the request")?;
+    // The host applies its own request timeout; this one only guards against a stuck supervisor.
+    let reply = connection
+        .request_with(
+            "exec",
+            Some(params),
+            std::time::Duration::from_secs(3600),
+            None,
+        )
+        .await
+        .map_err(remote)?;
+    println!("{}", reply.get());
+    Ok(())
+}
+
+fn remote(err: RequestError) -> anyhow::Error {
+    match err {
+        RequestError::Remote(error) => anyhow::anyhow!("{}: {}", error.code, error.message),
+        other => anyhow::Error::new(other),
+    }
+}

@@ -1,0 +1,148 @@
+//! `dscode-exthost demo`: the supervisor's main job, end to end, for a newcomer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use dscode_extension_host::broker::DenyAll;
+use dscode_extension_host::lifecycle::{
+    ExtensionHostManager, ExtensionHostState, HostHandle, HostOptions, RestartPolicy,
+};
+use dscode_extension_host::process::Containment;
+use dscode_extension_host::runtime::{EXAMPLE_EXTENSIONS, NodeRuntime, runtime_dir, write_tree};
+use serde_json::value::RawValue;
+
+fn raw(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.to_owned()).expect("demo arguments are valid JSON")
+}
+
+async fn call(host: &HostHandle, command: &str, args: &str) -> anyhow::Result<()> {
+    let result = host.execute_command(command, &raw(args)).await;
+    match result {
+        Ok(value) => println!(
+            "  {:<18} {:<44} -> {}",
+            host.id(),
+            format!("{command} {args}"),
+            value.get()
+        ),
+        Err(err) => println!(
+            "  {:<18} {:<44} -> error: {err}",
+            host.id(),
+            format!("{command} {args}")
+        ),
+    }
+    Ok(())
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    println!(
+        "dscode-exthost demo: supervised extension hosts, one Node.js process per extension\n"
+    );
+    println!(
+        "NOTE: OS isolation (bubblewrap/Landlock/seccomp) is NOT enforced yet; it arrives with the\n      \
+         sandbox backends. What runs today: one process per extension, a cleared environment,\n      \
+         a PID namespace so nothing a host starts outlives it, and a broker that grants nothing.\n"
+    );
+    let dir = runtime_dir().context("failed to prepare the runtime directory")?;
+    let examples = write_tree(&dir.join("demo-extensions"), EXAMPLE_EXTENSIONS)
+        .context("failed to unpack the example extensions")?;
+    let node = NodeRuntime::embedded("node").context("failed to unpack the Node.js host")?;
+    let options = HostOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: Duration::from_secs(3),
+        restart: RestartPolicy {
+            initial_backoff: Duration::from_millis(250),
+            ..RestartPolicy::default()
+        },
+        ..HostOptions::default()
+    };
+    let manager = ExtensionHostManager::new(Arc::new(DenyAll));
+    let mut events = manager.subscribe();
+    for name in ["hello", "word-count"] {
+        manager.add(node.host_spec(&examples.join(name), options.clone())?)?;
+    }
+    let printer = tokio::spawn(async move {
+        while let Some(change) = events.recv().await {
+            println!("  [event] {change}");
+        }
+    });
+
+    println!("1. Starting {} extension hosts", manager.ids().len());
+    for (id, result) in manager.start_all().await {
+        result.with_context(|| format!("{id} did not start"))?;
+    }
+    settle().await;
+    for host in manager.hosts() {
+        let status = host.status();
+        let contained = match status.containment {
+            Some(Containment::PidNamespace) => "own PID namespace",
+            _ => "death signal only (no PID namespace here)",
+        };
+        println!(
+            "  {} running as pid {} ({contained}); commands: {}",
+            host.id(),
+            status.pid.unwrap_or(0),
+            status.commands.join(", ")
+        );
+    }
+
+    let hello = manager.get("dscode.hello").context("hello is missing")?;
+    let words = manager
+        .get("dscode.word-count")
+        .context("word-count is missing")?;
+    println!("\n2. Running commands over the socket");
+    call(&hello, "hello.greet", r#"["DSCode"]"#).await?;
+    call(&hello, "hello.add", "[2, 40]").await?;
+    call(
+        &words,
+        "wordCount.count",
+        r#"["the quick brown fox\njumps"]"#,
+    )
+    .await?;
+
+    println!("\n3. An extension asks for a file it was not granted");
+    call(&words, "wordCount.readWorkspaceFile", r#"["/etc/passwd"]"#).await?;
+
+    println!("\n4. Killing the hello host with SIGKILL; the supervisor notices and restarts it");
+    let old_pid = hello.status().pid.context("hello has no pid")?;
+    let group = i32::try_from(old_pid).context("pid out of range")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(group),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .context("failed to kill the host")?;
+    println!("  killed pid {old_pid}");
+    let mut seen_unhealthy = false;
+    for _ in 0..200 {
+        seen_unhealthy |=
+            hello.state() != ExtensionHostState::Running || hello.status().pid != Some(old_pid);
+        if seen_unhealthy && hello.state() == ExtensionHostState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if hello.state() != ExtensionHostState::Running {
+        bail!("hello did not come back: {}", hello.status().reason);
+    }
+    settle().await;
+    println!(
+        "  back as pid {} after {} restart(s)",
+        hello.status().pid.unwrap_or(0),
+        hello.status().restarts
+    );
+    call(&hello, "hello.greet", r#"["again"]"#).await?;
+
+    println!("\n5. Stopping every host (shutdown message, deactivate, then signals if needed)");
+    manager.stop_all().await;
+    settle().await;
+    printer.abort();
+    println!(
+        "\nDone. Run your own: `dscode-exthost run --config FILE`, then `dscode-exthost status`."
+    );
+    Ok(())
+}
+
+/// Lets the event printer catch up so the output reads in order.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}

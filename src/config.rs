@@ -1,0 +1,282 @@
+//! The supervisor's TOML config file (`dscode-exthost run --config FILE`).
+//!
+//! ```toml
+//! [supervisor]
+//! control_socket = "/run/user/1000/dscode-exthost/control.sock"  # default: in the runtime dir
+//! node = "node"                                                 # the Node.js executable
+//!
+//! [defaults]                # HostOptions for every host; all optional
+//! heartbeat_interval_ms = 1000
+//! heartbeat_timeout_ms = 10000
+//! [defaults.restart]
+//! backoff_initial_ms = 1000
+//! max_restarts = 3
+//! window_s = 300
+//!
+//! [[extension]]             # a Node.js extension folder
+//! path = "examples/extensions/hello"
+//!
+//! [[host]]                  # any program that speaks the protocol
+//! id = "local.agent-factory"
+//! command = ["python3", "examples/agent-factory/host.py"]
+//! ```
+//!
+//! Relative paths are relative to the config file. Unknown keys are errors that name the file,
+//! the line and the key, so a typo never silently drops a setting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::lifecycle::{HostOptions, HostSpec};
+use crate::process::HostCommand;
+use crate::runtime::NodeRuntime;
+
+/// A parsed config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Supervisor-wide settings.
+    #[serde(default)]
+    pub supervisor: SupervisorSection,
+    /// Options applied to every host.
+    #[serde(default)]
+    pub defaults: HostOptions,
+    /// Node.js extensions to run.
+    #[serde(default, rename = "extension")]
+    pub extensions: Vec<ExtensionEntry>,
+    /// Other protocol-speaking programs to run.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostEntry>,
+    #[serde(skip)]
+    base: PathBuf,
+}
+
+/// `[supervisor]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSection {
+    /// Where the control socket goes; default `<runtime dir>/control.sock`.
+    pub control_socket: Option<PathBuf>,
+    /// The Node.js executable; default `node` on `PATH`.
+    pub node: Option<PathBuf>,
+}
+
+/// `[[extension]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionEntry {
+    /// The extension folder (with `package.json`).
+    pub path: PathBuf,
+}
+
+/// `[[host]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    /// The host's id, `publisher.name`.
+    pub id: String,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Working directory; default the config file's directory.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and key.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("invalid config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.base = path.parent().map(Path::to_owned).unwrap_or_default();
+        for host in &config.hosts {
+            if host.command.is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!("[[host]] {} has an empty `command`", host.id),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses config text; relative paths will resolve against the current directory.
+    ///
+    /// # Errors
+    /// The parser's message, which names the line, column and key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|err| err.to_string().trim_end().to_owned())
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// The Node.js executable to use.
+    #[must_use]
+    pub fn node(&self) -> PathBuf {
+        self.supervisor
+            .node
+            .clone()
+            .unwrap_or_else(|| "node".into())
+    }
+
+    /// The control socket path, if the file sets one.
+    #[must_use]
+    pub fn control_socket(&self) -> Option<PathBuf> {
+        self.supervisor
+            .control_socket
+            .as_deref()
+            .map(|p| self.resolve(p))
+    }
+
+    /// The hosts this config describes.
+    ///
+    /// # Errors
+    /// If an extension's manifest cannot be read.
+    pub fn host_specs(
+        &self,
+        node: &NodeRuntime,
+    ) -> Result<Vec<HostSpec>, crate::extension::ManifestError> {
+        let mut specs = Vec::new();
+        for entry in &self.extensions {
+            specs.push(node.host_spec(&self.resolve(&entry.path), self.defaults.clone())?);
+        }
+        for host in &self.hosts {
+            let (program, args) = host
+                .command
+                .split_first()
+                .expect("checked non-empty in load");
+            let cwd = host
+                .cwd
+                .as_deref()
+                .map_or_else(|| self.base.clone(), |p| self.resolve(p));
+            let cwd = std::path::absolute(&cwd).unwrap_or(cwd);
+            specs.push(HostSpec {
+                id: host.id.clone(),
+                command: HostCommand {
+                    program: program.into(),
+                    args: args.iter().map(Into::into).collect(),
+                    env: host.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                    cwd: Some(cwd.clone()),
+                },
+                extension_path: cwd,
+                storage_path: None,
+                options: self.defaults.clone(),
+            });
+        }
+        Ok(specs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let config = Config::parse(
+            r#"
+            [supervisor]
+            node = "/usr/bin/node"
+            [defaults]
+            heartbeat_interval_ms = 250
+            [defaults.restart]
+            max_restarts = 5
+            [[extension]]
+            path = "ext/a"
+            [[host]]
+            id = "local.py"
+            command = ["python3", "host.py"]
+            env = { MODE = "test" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.defaults.heartbeat_interval.as_millis(), 250);
+        assert_eq!(config.defaults.restart.max_restarts, 5);
+        assert_eq!(
+            config.defaults.restart.initial_backoff.as_millis(),
+            1000,
+            "unset fields keep defaults"
+        );
+        assert_eq!(config.hosts[0].env["MODE"], "test");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line_and_the_key() {
+        let err =
+            Config::parse("[defaults]\nheartbeat_interval_ms = 5\nheartbaet_timeout_ms = 9\n")
+                .unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("heartbaet_timeout_ms"),
+            "{err}"
+        );
+        let err = Config::parse("[[extension]]\npath = \"a\"\nwatch = true\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("watch"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file_and_rejects_empty_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exthost.toml");
+        std::fs::write(&path, "[[host]]\nid = \"a.b\"\ncommand = []\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("exthost.toml") && err.contains("empty `command`"),
+            "{err}"
+        );
+        std::fs::write(&path, "[supervisr]\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("exthost.toml") && err.contains("supervisr") && err.contains("line 1"),
+            "{err}"
+        );
+    }
+}

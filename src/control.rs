@@ -1,0 +1,154 @@
+//! The control socket of a running supervisor: `status` and `exec` for the CLI.
+//!
+//! It speaks the host wire protocol (same framing, same envelope) over a path-based socket in a
+//! private directory; only the supervisor's own user can connect.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ipc::message::{ErrorCode, ErrorObject, to_raw};
+use crate::ipc::{
+    Connection, ConnectionConfig, HandlerFuture, IncomingRequest, PrivateListener, RequestHandler,
+};
+use crate::lifecycle::{ExtensionHostManager, ExtensionHostState, HostHandle};
+use crate::process::Containment;
+
+/// One host, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostView {
+    /// The extension id.
+    pub id: String,
+    /// The lifecycle state.
+    pub state: ExtensionHostState,
+    /// Why it is in that state.
+    pub reason: String,
+    /// When it entered the state, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// The host's pid, while it has a process.
+    pub pid: Option<u32>,
+    /// Restarts since the supervisor started.
+    pub restarts: u32,
+    /// Registered command ids.
+    pub commands: Vec<String>,
+    /// `pid-namespace` or `death-signal-only`, while it has a process.
+    pub containment: Option<String>,
+}
+
+impl HostView {
+    /// A snapshot of `host`.
+    #[must_use]
+    pub fn of(host: &HostHandle) -> Self {
+        let status = host.status();
+        Self {
+            id: host.id().to_owned(),
+            state: status.state,
+            reason: status.reason.to_string(),
+            since_ms: status
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            pid: status.pid,
+            restarts: status.restarts,
+            commands: status.commands,
+            containment: status.containment.map(|c| match c {
+                Containment::PidNamespace => "pid-namespace".to_owned(),
+                Containment::DeathSignalOnly => "death-signal-only".to_owned(),
+            }),
+        }
+    }
+}
+
+/// The `status` reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Every host, sorted by id.
+    pub hosts: Vec<HostView>,
+}
+
+/// The `exec` request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecParams {
+    /// The extension id.
+    pub extension: String,
+    /// The command id.
+    pub command: String,
+    /// A JSON array of arguments, forwarded unparsed.
+    pub args: Box<RawValue>,
+}
+
+/// Serves `status` and `exec` from a manager.
+#[derive(Debug, Clone)]
+pub struct ControlHandler {
+    manager: Arc<ExtensionHostManager>,
+}
+
+impl ControlHandler {
+    /// A handler over `manager`.
+    #[must_use]
+    pub fn new(manager: Arc<ExtensionHostManager>) -> Self {
+        Self { manager }
+    }
+}
+
+impl RequestHandler for ControlHandler {
+    fn handle(&self, request: IncomingRequest) -> HandlerFuture {
+        let manager = Arc::clone(&self.manager);
+        Box::pin(async move {
+            match request.method.as_str() {
+                "status" => {
+                    let hosts = manager.hosts().iter().map(HostView::of).collect();
+                    to_raw(&StatusReply { hosts })
+                        .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))
+                }
+                "exec" => {
+                    let params = request.params.as_deref().ok_or_else(|| {
+                        ErrorObject::new(ErrorCode::InvalidParams, "exec needs params")
+                    })?;
+                    let exec: ExecParams = serde_json::from_str(params.get()).map_err(|err| {
+                        ErrorObject::new(
+                            ErrorCode::InvalidParams,
+                            format!("invalid exec params: {err}"),
+                        )
+                    })?;
+                    manager
+                        .execute_command(&exec.extension, &exec.command, &exec.args)
+                        .await
+                        .map_err(|err| err.to_error_object())
+                }
+                other => Err(ErrorObject::new(
+                    ErrorCode::MethodNotFound,
+                    format!("unknown control method `{other}`; expected `status` or `exec`"),
+                )),
+            }
+        })
+    }
+}
+
+/// Accepts control connections until the listener fails; run it as a task.
+pub async fn serve(listener: PrivateListener, handler: ControlHandler) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, uid)) => {
+                let (connection, mut events) = Connection::new(
+                    stream,
+                    format!("control client uid {uid}"),
+                    ConnectionConfig::default(),
+                    Arc::new(handler.clone()),
+                );
+                // Each client lives as long as it keeps its end open.
+                tokio::spawn(async move {
+                    while events.messages.recv().await.is_some() {}
+                    connection.closed().await;
+                });
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "control socket failed; no longer accepting clients");
+                return;
+            }
+        }
+    }
+}
