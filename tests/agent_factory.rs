@@ -32,14 +32,29 @@ async fn state_survives_between_calls() {
     let host = agent_factory();
     host.start().await.expect("python host starts");
     assert!(host.status().commands.iter().any(|c| c == "agents.call"));
-    let created = json(&host.execute_command("agents.create", &raw(r#"[{"name":"planner"}]"#)).await.unwrap());
+    let created = json(
+        &host
+            .execute_command("agents.create", &raw(r#"[{"name":"planner"}]"#))
+            .await
+            .unwrap(),
+    );
     let id = created["id"].clone();
     for turn in 1..=3 {
         let args = serde_json::json!([id, format!("step {turn}")]).to_string();
-        let reply = json(&host.execute_command("agents.call", &raw(&args)).await.unwrap());
+        let reply = json(
+            &host
+                .execute_command("agents.call", &raw(&args))
+                .await
+                .unwrap(),
+        );
         assert_eq!(reply["turn"], turn);
     }
-    let agents = json(&host.execute_command("agents.list", &raw("[]")).await.unwrap());
+    let agents = json(
+        &host
+            .execute_command("agents.list", &raw("[]"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(agents[0]["turns"], 3);
     host.stop().await;
 }
@@ -50,13 +65,37 @@ async fn a_crashed_python_host_is_restarted_and_state_starts_fresh() {
     let mut events = host.subscribe();
     host.start().await.unwrap();
     until_state(&mut events, S::Running).await;
-    host.execute_command("agents.create", &raw(r#"[{"name":"a"}]"#)).await.unwrap();
+    host.execute_command("agents.create", &raw(r#"[{"name":"a"}]"#))
+        .await
+        .unwrap();
     let pid = host.status().pid.unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let seen = until_state(&mut events, S::Running).await;
-    let crash = seen.iter().find(|c| c.to == S::Unhealthy).expect("unhealthy seen");
-    assert!(matches!(crash.reason, Reason::Exited { signal: Some(9), .. }), "{:?}", crash.reason);
-    let agents = json(&host.execute_command("agents.list", &raw("[]")).await.unwrap());
+    let crash = seen
+        .iter()
+        .find(|c| c.to == S::Unhealthy)
+        .expect("unhealthy seen");
+    assert!(
+        matches!(
+            crash.reason,
+            Reason::Exited {
+                signal: Some(9),
+                ..
+            }
+        ),
+        "{:?}",
+        crash.reason
+    );
+    let agents = json(
+        &host
+            .execute_command("agents.list", &raw("[]"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(agents, serde_json::json!([]));
     host.stop().await;
 }

@@ -22,12 +22,22 @@ impl Supervisor {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN).args(args).arg("--socket").arg(self.socket()).env("XDG_RUNTIME_DIR", self.dir.path()).output().expect("run cli")
+        Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .output()
+            .expect("run cli")
     }
 
     fn status(&self) -> serde_json::Value {
         let out = self.cli(&["status", "--json"]);
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status prints JSON")
     }
 
@@ -37,7 +47,12 @@ impl Supervisor {
         loop {
             if self.socket().exists() {
                 let status = self.status();
-                let running = status["hosts"].as_array().unwrap().iter().filter(|h| h["state"] == "running").count();
+                let running = status["hosts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|h| h["state"] == "running")
+                    .count();
                 if running == hosts {
                     return status;
                 }
@@ -88,35 +103,63 @@ fn extension(path: &Path) -> String {
 fn run_status_exec_and_graceful_sigterm() {
     let mut sup = start(&(extension(&example("hello")) + &extension(&fixture("faulty"))));
     let status = sup.wait_running(2);
-    let ids: Vec<_> = status["hosts"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> = status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, ["dscode.hello", "test.faulty"]);
 
     let out = sup.cli(&["exec", "dscode.hello", "hello.greet", r#"["CLI"]"#]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#""Hello, CLI!""#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#""Hello, CLI!""#
+    );
 
     let table = sup.cli(&["status"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("dscode.hello"));
 
     // Failures exit non-zero with a clear message and no stdout.
     let cases: [(&[&str], &str); 4] = [
-        (&["exec", "no.such", "x"], "no extension host with id no.such"),
+        (
+            &["exec", "no.such", "x"],
+            "no extension host with id no.such",
+        ),
         (&["exec", "dscode.hello", "hello.nope"], "CommandNotFound"),
-        (&["exec", "dscode.hello", "hello.greet", "{not json"], "not valid JSON"),
+        (
+            &["exec", "dscode.hello", "hello.greet", "{not json"],
+            "not valid JSON",
+        ),
         (&["exec", "test.faulty", "faulty.throw"], "boom"),
     ];
     for (args, needle) in cases {
         let out = sup.cli(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && out.stdout.is_empty() && stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            !out.status.success() && out.stdout.is_empty() && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
     }
 
     let pids: Vec<u32> = descendants(sup.child.id());
     assert!(!pids.is_empty());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(sup.child.id()).unwrap()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(sup.child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let exit = sup.child.wait().unwrap();
     assert!(exit.success(), "supervisor exited with {exit}");
-    assert!(pids.iter().all(|pid| !alive(*pid)), "hosts outlived a graceful stop");
+    assert!(
+        pids.iter().all(|pid| !alive(*pid)),
+        "hosts outlived a graceful stop"
+    );
     assert!(!sup.socket().exists(), "control socket left behind");
 }
 
@@ -126,9 +169,16 @@ fn no_host_or_grandchild_outlives_a_sigkilled_supervisor() {
     sup.wait_running(2);
     // A grandchild that detaches into its own session, as a daemonizing dependency would.
     let out = sup.cli(&["exec", "test.faulty", "faulty.spawnGrandchild"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = descendants(sup.child.id());
-    assert!(tree.len() >= 5, "expected two shims, two hosts and a grandchild: {tree:?}");
+    assert!(
+        tree.len() >= 5,
+        "expected two shims, two hosts and a grandchild: {tree:?}"
+    );
     assert!(tree.iter().all(|pid| alive(*pid)));
 
     sup.child.kill().unwrap();
@@ -138,34 +188,72 @@ fn no_host_or_grandchild_outlives_a_sigkilled_supervisor() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let survivors: Vec<_> = tree.iter().filter(|pid| alive(**pid)).collect();
-    assert!(survivors.is_empty(), "processes outlived the supervisor: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "processes outlived the supervisor: {survivors:?}"
+    );
 }
 
 #[test]
 fn a_config_typo_names_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "[[extension]]\npath = \"x\"\nautostart = true\n");
-    let out = Command::new(BIN).args(["run", "--config"]).arg(&config).env("XDG_RUNTIME_DIR", dir.path()).output().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[extension]]\npath = \"x\"\nautostart = true\n",
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("exthost.toml") && stderr.contains("line 11") && stderr.contains("autostart"), "{stderr}");
+    assert!(
+        stderr.contains("exthost.toml")
+            && stderr.contains("line 11")
+            && stderr.contains("autostart"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn status_without_a_supervisor_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN).args(["status", "--socket"]).arg(dir.path().join("none.sock")).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(dir.path().join("none.sock"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("dscode-exthost run"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("dscode-exthost run"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn demo_runs_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN).arg("demo").env("XDG_RUNTIME_DIR", dir.path()).current_dir(repo()).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("demo")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .current_dir(repo())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["Hello, DSCode!", "may not call `fs/readFile`", "unhealthy (killed by signal 9", "Hello, again!", "NOT enforced"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "Hello, DSCode!",
+        "may not call `fs/readFile`",
+        "unhealthy (killed by signal 9",
+        "Hello, again!",
+        "NOT enforced",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }

@@ -1,0 +1,123 @@
+//! A hostile host sending malformed frames: the supervisor answers or drops them with a clear
+//! error, restarts only the offender when the stream breaks, and a well-behaved host beside it
+//! never notices.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Env, example, fast, json, raw, repo, until_state};
+use dscode_extension_host::broker::DenyAll;
+use dscode_extension_host::lifecycle::{
+    ExtensionHostManager, ExtensionHostState as S, HostSpec, Reason,
+};
+use dscode_extension_host::process::HostCommand;
+
+fn rogue(mode: &str) -> HostSpec {
+    let dir = repo().join("tests/fixtures/rogue");
+    let mut options = fast();
+    options.restart.max_restarts = 0;
+    HostSpec {
+        id: format!("test.rogue-{mode}"),
+        command: HostCommand {
+            program: "python3".into(),
+            args: vec![dir.join("rogue_host.py").into_os_string()],
+            env: vec![("ROGUE_MODE".into(), mode.into())],
+            cwd: Some(dir.clone()),
+        },
+        extension_path: dir,
+        storage_path: None,
+        options,
+    }
+}
+
+async fn bystander_still_serves(manager: &ExtensionHostManager) {
+    let hello = manager.get("dscode.hello").unwrap();
+    assert_eq!(hello.state(), S::Running);
+    let reply = hello
+        .execute_command("hello.greet", &raw(r#"["still here"]"#))
+        .await
+        .unwrap();
+    assert_eq!(json(&reply), "Hello, still here!");
+}
+
+#[tokio::test]
+async fn message_level_garbage_is_dropped_and_the_connection_survives() {
+    let env = Env::new();
+    let manager = ExtensionHostManager::new(Arc::new(DenyAll));
+    manager.add(env.spec(example("hello"), fast())).unwrap();
+    let rogue = manager.add(rogue("garbage")).unwrap();
+    for (id, result) in manager.start_all().await {
+        result.unwrap_or_else(|err| panic!("{id}: {err}"));
+    }
+    // The rogue host is still connected: its echo returns what the supervisor answered so far.
+    let mut replies = serde_json::Value::Null;
+    for _ in 0..50 {
+        replies = json(&rogue.request("host/echo", Some(raw("[]"))).await.unwrap());
+        if !replies.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Only the malformed request with a readable id gets an answer: InvalidRequest for id 77.
+    assert_eq!(replies[0]["id"], 77, "{replies}");
+    assert_eq!(replies[0]["payload"]["error"]["code"], "InvalidRequest");
+    assert_eq!(rogue.state(), S::Running);
+    bystander_still_serves(&manager).await;
+    manager.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_request_flood_is_answered_and_denied_without_stalling() {
+    let env = Env::new();
+    let manager = ExtensionHostManager::new(Arc::new(DenyAll));
+    manager.add(env.spec(example("hello"), fast())).unwrap();
+    let rogue = manager.add(rogue("flood")).unwrap();
+    manager.start_all().await;
+    let mut replies = serde_json::Value::Null;
+    for _ in 0..100 {
+        replies = json(&rogue.request("host/echo", Some(raw("[]"))).await.unwrap());
+        if replies.as_array().unwrap().len() == 32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let replies = replies.as_array().unwrap();
+    assert_eq!(replies.len(), 32);
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["payload"]["error"]["code"] == "PermissionDenied"),
+        "{replies:?}"
+    );
+    bystander_still_serves(&manager).await;
+    manager.stop_all().await;
+}
+
+#[tokio::test]
+async fn frame_level_errors_end_only_the_offending_connection() {
+    for mode in ["oversize", "truncate"] {
+        let env = Env::new();
+        let manager = ExtensionHostManager::new(Arc::new(DenyAll));
+        manager.add(env.spec(example("hello"), fast())).unwrap();
+        let rogue = manager.add(rogue(mode)).unwrap();
+        let mut events = rogue.subscribe();
+        manager.start_all().await;
+        let seen = until_state(&mut events, S::Crashed).await;
+        let unhealthy = seen
+            .iter()
+            .find(|c| c.to == S::Unhealthy)
+            .expect("unhealthy");
+        let Reason::ConnectionLost { message } = &unhealthy.reason else {
+            panic!("{mode}: {:?}", unhealthy.reason)
+        };
+        let expected = if mode == "oversize" {
+            "above the 1048576-byte limit"
+        } else {
+            "stream ended inside a frame"
+        };
+        assert!(message.contains(expected), "{mode}: {message}");
+        bystander_still_serves(&manager).await;
+        manager.stop_all().await;
+    }
+}
