@@ -74,7 +74,8 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("exthost.toml");
     let socket = dir.join("ctl/control.sock");
     let text = format!(
-        "[supervisor]\ncontrol_socket = {socket:?}\n[defaults]\nheartbeat_interval_ms = 100\nheartbeat_timeout_ms = 3000\nshutdown_grace_ms = 1000\n[defaults.restart]\nbackoff_initial_ms = 20\n{body}"
+        "[supervisor]\ncontrol_socket = \"{}\"\n[defaults]\nheartbeat_interval_ms = 100\nheartbeat_timeout_ms = 3000\nshutdown_grace_ms = 1000\n[defaults.restart]\nbackoff_initial_ms = 20\n{body}",
+        socket.display()
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -11,7 +11,7 @@ use dscode_extension_host::lifecycle::{ExtensionHostState as S, Reason, StartErr
 #[tokio::test]
 async fn process_exit_is_noticed_and_the_host_restarts() {
     let env = Env::new();
-    let host = env.host(fixture("faulty"), fast());
+    let host = env.host(&fixture("faulty"), fast());
     let mut events = host.subscribe();
     host.start().await.unwrap();
     until_state(&mut events, S::Running).await;
@@ -47,7 +47,7 @@ async fn process_exit_is_noticed_and_the_host_restarts() {
 #[tokio::test]
 async fn a_busy_loop_is_detected_as_a_hang_and_restarted() {
     let env = Env::new();
-    let host = env.host(fixture("faulty"), fast());
+    let host = env.host(&fixture("faulty"), fast());
     let mut events = host.subscribe();
     host.start().await.unwrap();
     until_state(&mut events, S::Running).await;
@@ -82,7 +82,7 @@ async fn a_busy_loop_is_detected_as_a_hang_and_restarted() {
 #[tokio::test]
 async fn a_host_that_crashes_on_every_start_is_crashed_after_the_budget() {
     let env = Env::new();
-    let host = env.host(fixture("crash-on-start"), fast());
+    let host = env.host(&fixture("crash-on-start"), fast());
     let mut events = host.subscribe();
     let err = host.start().await.unwrap_err();
     let StartError::Crashed {
@@ -123,7 +123,7 @@ async fn activation_failure_is_reported_with_the_extension_message() {
     let env = Env::new();
     let mut options = fast();
     options.restart.max_restarts = 0;
-    let host = env.host(fixture("activate-throws"), options);
+    let host = env.host(&fixture("activate-throws"), options);
     let err = host.start().await.unwrap_err();
     assert!(
         err.to_string().contains("activation failed on purpose"),
@@ -137,7 +137,7 @@ async fn stop_during_backoff_stops_at_once() {
     let mut options = fast();
     options.restart.initial_backoff = Duration::from_secs(3600);
     options.restart.max_backoff = Duration::from_secs(3600);
-    let host = env.host(fixture("crash-on-start"), options);
+    let host = env.host(&fixture("crash-on-start"), options);
     let mut events = host.subscribe();
     let start = {
         let host = host.clone();
@@ -160,7 +160,7 @@ async fn a_host_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let env = Env::new();
     let mut options = fast();
     options.heartbeat_timeout = Duration::from_secs(30);
-    let host = env.host(fixture("ignore-sigterm"), options);
+    let host = env.host(&fixture("ignore-sigterm"), options);
     let mut events = host.subscribe();
     host.start().await.unwrap();
     let pid = host.status().pid.unwrap();
@@ -188,7 +188,7 @@ async fn a_host_that_ignores_sigterm_is_killed_after_the_grace_period() {
 #[tokio::test]
 async fn graceful_stop_runs_deactivate() {
     let env = Env::new();
-    let host = env.host(example("hello"), fast());
+    let host = env.host(&example("hello"), fast());
     let mut events = host.subscribe();
     host.start().await.unwrap();
     let pid = host.status().pid.unwrap();
@@ -208,7 +208,7 @@ async fn graceful_stop_runs_deactivate() {
 #[tokio::test]
 async fn a_missing_runtime_is_a_clear_error_and_no_retry() {
     let env = Env::new();
-    let mut spec = env.spec(example("hello"), fast());
+    let mut spec = env.spec(&example("hello"), fast());
     spec.command.program = "/nonexistent/node".into();
     let host = dscode_extension_host::lifecycle::HostHandle::spawn(
         spec,

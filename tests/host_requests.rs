@@ -11,7 +11,7 @@ use dscode_extension_host::lifecycle::ExtensionHostState;
 #[tokio::test]
 async fn handshake_activation_and_a_command_round_trip() {
     let env = Env::new();
-    let host = env.host(example("hello"), fast());
+    let host = env.host(&example("hello"), fast());
     host.start().await.expect("host starts");
     let status = host.status();
     assert_eq!(status.state, ExtensionHostState::Running);
@@ -33,7 +33,7 @@ async fn handshake_activation_and_a_command_round_trip() {
 #[tokio::test]
 async fn unknown_command_and_throwing_command_are_structured_errors() {
     let env = Env::new();
-    let host = env.host(fixture("faulty"), fast());
+    let host = env.host(&fixture("faulty"), fast());
     host.start().await.unwrap();
     let err = host
         .execute_command("nope.nothing", &raw("[]"))
@@ -70,7 +70,7 @@ async fn unknown_command_and_throwing_command_are_structured_errors() {
 #[tokio::test]
 async fn a_thousand_concurrent_requests_are_all_answered() {
     let env = Env::new();
-    let host = env.host(example("hello"), fast());
+    let host = env.host(&example("hello"), fast());
     host.start().await.unwrap();
     let calls = (0..1000).map(|i| {
         let host = host.clone();
@@ -89,7 +89,7 @@ async fn a_thousand_concurrent_requests_are_all_answered() {
 #[tokio::test]
 async fn a_slow_command_does_not_delay_a_fast_one() {
     let env = Env::new();
-    let host = env.host(fixture("faulty"), fast());
+    let host = env.host(&fixture("faulty"), fast());
     host.start().await.unwrap();
     let slow = {
         let host = host.clone();
@@ -112,7 +112,7 @@ async fn a_slow_command_does_not_delay_a_fast_one() {
 #[tokio::test]
 async fn a_request_that_outlives_its_timeout_errors_and_the_late_reply_is_ignored() {
     let env = Env::new();
-    let host = env.host(fixture("faulty"), fast());
+    let host = env.host(&fixture("faulty"), fast());
     host.start().await.unwrap();
     let params = raw(r#"{"command":"faulty.slow","args":[400]}"#);
     let err = host
@@ -145,7 +145,7 @@ async fn a_request_that_outlives_its_timeout_errors_and_the_late_reply_is_ignore
 #[tokio::test]
 async fn cancelling_a_request_reaches_the_extensions_token() {
     let env = Env::new();
-    let host = env.host(fixture("faulty"), fast());
+    let host = env.host(&fixture("faulty"), fast());
     host.start().await.unwrap();
     assert_eq!(
         json(
@@ -197,7 +197,7 @@ async fn cancelling_a_request_reaches_the_extensions_token() {
 #[tokio::test]
 async fn echo_forwards_params_untouched_and_big_payloads_fit() {
     let env = Env::new();
-    let host = env.host(example("hello"), fast());
+    let host = env.host(&example("hello"), fast());
     host.start().await.unwrap();
     let payload = format!(r#"{{"text":"{}","n":[1,2,3]}}"#, "é".repeat(200_000));
     let reply = host

@@ -45,7 +45,7 @@ async fn bystander_still_serves(manager: &ExtensionHostManager) {
 async fn message_level_garbage_is_dropped_and_the_connection_survives() {
     let env = Env::new();
     let manager = ExtensionHostManager::new(Arc::new(DenyAll));
-    manager.add(env.spec(example("hello"), fast())).unwrap();
+    manager.add(env.spec(&example("hello"), fast())).unwrap();
     let rogue = manager.add(rogue("garbage")).unwrap();
     for (id, result) in manager.start_all().await {
         result.unwrap_or_else(|err| panic!("{id}: {err}"));
@@ -71,7 +71,7 @@ async fn message_level_garbage_is_dropped_and_the_connection_survives() {
 async fn a_request_flood_is_answered_and_denied_without_stalling() {
     let env = Env::new();
     let manager = ExtensionHostManager::new(Arc::new(DenyAll));
-    manager.add(env.spec(example("hello"), fast())).unwrap();
+    manager.add(env.spec(&example("hello"), fast())).unwrap();
     let rogue = manager.add(rogue("flood")).unwrap();
     manager.start_all().await;
     let mut replies = serde_json::Value::Null;
@@ -99,7 +99,7 @@ async fn frame_level_errors_end_only_the_offending_connection() {
     for mode in ["oversize", "truncate"] {
         let env = Env::new();
         let manager = ExtensionHostManager::new(Arc::new(DenyAll));
-        manager.add(env.spec(example("hello"), fast())).unwrap();
+        manager.add(env.spec(&example("hello"), fast())).unwrap();
         let rogue = manager.add(rogue(mode)).unwrap();
         let mut events = rogue.subscribe();
         manager.start_all().await;

@@ -233,16 +233,13 @@ impl Decoder for MessageCodec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
         self.check_header(src)?;
         let had_header = self.in_body || src.len() >= HEADER_LEN;
-        match self.frames.decode(src)? {
-            Some(body) => {
-                self.in_body = false;
-                Ok(Some(decode_body(&body)))
-            }
-            None => {
-                // The inner codec consumes a complete header even when the body is still missing.
-                self.in_body = had_header;
-                Ok(None)
-            }
+        if let Some(body) = self.frames.decode(src)? {
+            self.in_body = false;
+            Ok(Some(decode_body(&body)))
+        } else {
+            // The inner codec consumes a complete header even when the body is still missing.
+            self.in_body = had_header;
+            Ok(None)
         }
     }
 

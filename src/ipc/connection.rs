@@ -241,7 +241,7 @@ impl Shared {
                 }
             }
             Err(err) => {
-                tracing::error!(peer = %self.peer, error = %err, "could not encode a reply")
+                tracing::error!(peer = %self.peer, error = %err, "could not encode a reply");
             }
         }
     }
@@ -590,7 +590,7 @@ impl Reader {
                 self.heartbeats.send_replace(seq);
             }
             Message::Notification { method, params } => {
-                self.deliver(Event::Notification { method, params })
+                self.deliver(Event::Notification { method, params });
             }
             other => self.deliver(Event::Unexpected(other)),
         }

@@ -156,10 +156,10 @@ impl PrivateListener {
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == uid => return Ok((stream, cred.uid())),
                 Ok(cred) => {
-                    tracing::warn!(peer_uid = cred.uid(), peer_pid = ?cred.pid(), "refused a control connection from another user")
+                    tracing::warn!(peer_uid = cred.uid(), peer_pid = ?cred.pid(), "refused a control connection from another user");
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "refused a control connection whose credentials could not be read")
+                    tracing::warn!(error = %err, "refused a control connection whose credentials could not be read");
                 }
             }
         }

@@ -224,7 +224,7 @@ impl std::error::Error for ErrorObject {}
 /// Serializes any value into a [`RawValue`].
 ///
 /// # Errors
-/// Fails only for values serde_json cannot represent (maps with non-string keys, NaN).
+/// Fails only for values `serde_json` cannot represent (maps with non-string keys, NaN).
 pub fn to_raw<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Box<RawValue>> {
     serde_json::value::to_raw_value(value)
 }
@@ -709,7 +709,7 @@ mod tests {
             r#"{"id":1,"type":"response","payload":{"error":{"code":"","message":""}}}"#,
             r#"{"id":1,"type":"request","payload":{"method":""}}"#,
             r#"{"id":null,"type":"shutdown","payload":{"graceMs":1,"extra":true}}"#,
-            r#"[1,2,3]"#,
+            r"[1,2,3]",
         ];
         for json in table {
             assert!(parse(json).is_err(), "accepted {json}");

@@ -174,7 +174,7 @@ mod tests {
         );
     }
 
-    /// (failure times in seconds, healthy_for of the last failure, expected last decision)
+    /// (failure times in seconds, `healthy_for` of the last failure, expected last decision)
     #[test]
     fn window_and_healthy_reset_table() {
         let policy = RestartPolicy {

@@ -280,7 +280,7 @@ impl Job {
                 tracing::warn!(extension = %self.spec.id, from = %from, to = %to, reason = %change.reason, "extension host state changed");
             }
             _ => {
-                tracing::info!(extension = %self.spec.id, from = %from, to = %to, reason = %change.reason, "extension host state changed")
+                tracing::info!(extension = %self.spec.id, from = %from, to = %to, reason = %change.reason, "extension host state changed");
             }
         }
         self.subscribers
@@ -322,8 +322,8 @@ impl Job {
                 tokio::select! {
                     status = child.wait() => Err(HandshakeOutcome::Exited(status.ok())),
                     result = tokio::time::timeout(timeout, handshake(&spec, &mut frames, &write)) => match result {
-                        Ok(result) => result.map_err(HandshakeOutcome::Failed),
-                        Err(_) => Err(HandshakeOutcome::Failed(format!("no handshake within {} ms", timeout.as_millis()))),
+                        Ok(result) => result,
+                        Err(_) => Err(HandshakeOutcome::Failed(format!("no handshake within {} ms", timeout.as_millis()), true)),
                     },
                 }
             };
@@ -338,8 +338,7 @@ impl Job {
             Ok(Err(HandshakeOutcome::Exited(status))) => {
                 return Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host));
             }
-            Ok(Err(HandshakeOutcome::Failed(message))) => {
-                let retryable = !message.contains("protocol version");
+            Ok(Err(HandshakeOutcome::Failed(message, retryable))) => {
                 return Step::Fail(
                     Failure {
                         reason: Reason::HandshakeFailed { message },
@@ -351,6 +350,16 @@ impl Job {
             }
             Ok(Ok(())) => {}
         }
+        self.activate(host, frames, write).await
+    }
+
+    /// Starts the connection and asks the host to activate its extension.
+    async fn activate(
+        &mut self,
+        mut host: LiveHost,
+        frames: FramedRead<OwnedReadHalf, MessageCodec>,
+        write: OwnedWriteHalf,
+    ) -> Step {
         let (connection, events) = Connection::spawn(
             frames,
             write,
@@ -475,28 +484,29 @@ impl Job {
                         level: String,
                         message: String,
                     }
-                    match params
+                    if let Some(Ok(Log { level, message })) = params
                         .as_deref()
                         .map(|p| serde_json::from_str::<Log>(p.get()))
                     {
-                        Some(Ok(Log { level, message })) => match level.as_str() {
+                        match level.as_str() {
                             "error" => {
-                                tracing::error!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                                tracing::error!(target: "dscode_extension_host::extension", extension = %id, "{message}");
                             }
                             "warn" => {
-                                tracing::warn!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                                tracing::warn!(target: "dscode_extension_host::extension", extension = %id, "{message}");
                             }
                             "info" => {
-                                tracing::info!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                                tracing::info!(target: "dscode_extension_host::extension", extension = %id, "{message}");
                             }
                             "debug" => {
-                                tracing::debug!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                                tracing::debug!(target: "dscode_extension_host::extension", extension = %id, "{message}");
                             }
                             _ => {
-                                tracing::trace!(target: "dscode_extension_host::extension", extension = %id, "{message}")
+                                tracing::trace!(target: "dscode_extension_host::extension", extension = %id, "{message}");
                             }
-                        },
-                        _ => tracing::warn!(extension = %id, "malformed log notification"),
+                        }
+                    } else {
+                        tracing::warn!(extension = %id, "malformed log notification");
                     }
                 }
                 "host/error" => {
@@ -620,7 +630,8 @@ impl Job {
 
 enum HandshakeOutcome {
     Exited(Option<ExitStatus>),
-    Failed(String),
+    /// Why, and whether a restart could help (an incompatible protocol version cannot).
+    Failed(String, bool),
 }
 
 /// Reads the host's handshake and answers with the authoritative identity and config.
@@ -628,21 +639,30 @@ async fn handshake(
     spec: &HostSpec,
     frames: &mut FramedRead<OwnedReadHalf, MessageCodec>,
     write: &OwnedWriteHalf,
-) -> Result<(), String> {
+) -> Result<(), HandshakeOutcome> {
+    let failed = |message: String| HandshakeOutcome::Failed(message, true);
     let first = match frames.next().await {
-        None => return Err("host closed the connection before its handshake".into()),
-        Some(Err(err)) => return Err(err.to_string()),
-        Some(Ok(Err(err))) => return Err(format!("malformed handshake: {err}")),
+        None => {
+            return Err(failed(
+                "host closed the connection before its handshake".into(),
+            ));
+        }
+        Some(Err(err)) => return Err(failed(err.to_string())),
+        Some(Ok(Err(err))) => return Err(failed(format!("malformed handshake: {err}"))),
         Some(Ok(Ok(message))) => message,
     };
     let Message::Handshake(hello) = first else {
-        return Err(format!("expected a handshake, got a {}", first.type_name()));
+        return Err(failed(format!(
+            "expected a handshake, got a {}",
+            first.type_name()
+        )));
     };
     if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(format!(
+        let message = format!(
             "host speaks protocol version {}, the supervisor speaks {PROTOCOL_VERSION}",
             hello.protocol_version
-        ));
+        );
+        return Err(HandshakeOutcome::Failed(message, false));
     }
     if !hello.extension_id.is_empty() && hello.extension_id != spec.id {
         // The connection decides who the peer is; a host that believes otherwise is only logged.
@@ -666,10 +686,11 @@ async fn handshake(
         }),
     });
     let mut buf = bytes::BytesMut::new();
-    encode_message(&reply, options.max_frame_bytes, &mut buf).map_err(|err| err.to_string())?;
+    encode_message(&reply, options.max_frame_bytes, &mut buf)
+        .map_err(|err| failed(err.to_string()))?;
     write_all(write, &buf)
         .await
-        .map_err(|err| format!("could not send handshake: {err}"))
+        .map_err(|err| failed(format!("could not send handshake: {err}")))
 }
 
 async fn write_all(write: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {

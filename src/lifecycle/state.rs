@@ -105,6 +105,10 @@ pub fn transition(
 ) -> Result<ExtensionHostState, InvalidTransition> {
     use ExtensionHostState as S;
     use Trigger as T;
+    #[expect(
+        clippy::match_same_arms,
+        reason = "one arm per edge of the state diagram"
+    )]
     Ok(match (from, trigger) {
         (S::Stopped | S::Crashed, T::Start) => S::Starting,
         (S::Starting, T::Activated) => S::Running,
@@ -206,7 +210,7 @@ pub enum StopOutcome {
     Graceful,
     /// It exited after SIGTERM.
     Terminated,
-    /// It had to be SIGKILLed.
+    /// It had to be `SIGKILLed`.
     Killed,
 }
 

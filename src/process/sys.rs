@@ -114,7 +114,7 @@ pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     // SAFETY: `liveness` has room for the two fds pipe2 writes.
     check(unsafe { libc::pipe2(liveness.as_mut_ptr(), libc::O_CLOEXEC) })?;
     let [live_read, live_write] = liveness;
-    let (old_mask, _) = block_signals(&SHIM_BLOCKED)?;
+    let (old_mask, ()) = block_signals(&SHIM_BLOCKED)?;
     // SAFETY: the process is single-threaded after the outer fork, so a second fork is sound.
     let pid = check(unsafe { libc::fork() })?;
     if pid == 0 {
@@ -203,16 +203,16 @@ fn block_signals(signals: &[libc::c_int]) -> io::Result<(libc::sigset_t, ())> {
 
 /// Closes every fd except `keep`.
 fn close_all_but(keep: RawFd) {
+    let Ok(keep_u) = libc::c_uint::try_from(keep) else {
+        return;
+    };
     // SAFETY: close_range takes plain integers; on kernels without it, fall back to a loop.
     unsafe {
-        let keep = keep as libc::c_uint;
-        let ok = (keep == 0 || libc::syscall(libc::SYS_close_range, 0, keep - 1, 0) == 0)
-            && libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == 0;
-        if !ok {
-            for fd in 0..4096 {
-                if fd != keep as libc::c_int {
-                    libc::close(fd);
-                }
+        let below = keep_u == 0 || libc::syscall(libc::SYS_close_range, 0, keep_u - 1, 0) == 0;
+        let above = libc::syscall(libc::SYS_close_range, keep_u + 1, libc::c_uint::MAX, 0) == 0;
+        if !(below && above) {
+            for fd in (0..4096).filter(|&fd| fd != keep) {
+                libc::close(fd);
             }
         }
     }

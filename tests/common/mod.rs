@@ -26,19 +26,19 @@ impl Env {
         Self { dir, node }
     }
 
-    pub fn spec(&self, extension: PathBuf, options: HostOptions) -> HostSpec {
+    pub fn spec(&self, extension: &std::path::Path, options: HostOptions) -> HostSpec {
         self.node
-            .host_spec(&extension, options)
+            .host_spec(extension, options)
             .expect("valid manifest")
     }
 
-    pub fn host(&self, extension: PathBuf, options: HostOptions) -> HostHandle {
+    pub fn host(&self, extension: &std::path::Path, options: HostOptions) -> HostHandle {
         self.host_with_broker(extension, options, Arc::new(NoMethods))
     }
 
     pub fn host_with_broker(
         &self,
-        extension: PathBuf,
+        extension: &std::path::Path,
         options: HostOptions,
         broker: Arc<dyn RequestHandler>,
     ) -> HostHandle {
@@ -66,7 +66,7 @@ pub fn fast() -> HostOptions {
         heartbeat_timeout: Duration::from_millis(1500),
         handshake_timeout: Duration::from_secs(10),
         activation_timeout: Duration::from_secs(10),
-        shutdown_grace: Duration::from_millis(1000),
+        shutdown_grace: Duration::from_secs(1),
         term_grace: Duration::from_millis(500),
         restart: RestartPolicy {
             initial_backoff: Duration::from_millis(20),
@@ -135,12 +135,12 @@ pub fn descendants(pid: u32) -> Vec<u32> {
         let Some((_, rest)) = stat.rsplit_once(") ") else {
             continue;
         };
-        let ppid = rest
+        let parent_pid = rest
             .split(' ')
             .nth(1)
             .and_then(|p| p.parse::<u32>().ok())
             .unwrap_or(0);
-        parents.push((child, ppid));
+        parents.push((child, parent_pid));
     }
     let mut found = vec![pid];
     let mut i = 0;

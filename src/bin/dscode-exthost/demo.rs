@@ -104,6 +104,20 @@ pub async fn run() -> anyhow::Result<()> {
     call(&words, "wordCount.readWorkspaceFile", r#"["/etc/passwd"]"#).await?;
 
     println!("\n4. Killing the hello host with SIGKILL; the supervisor notices and restarts it");
+    kill_and_watch_restart(&hello).await?;
+    call(&hello, "hello.greet", r#"["again"]"#).await?;
+
+    println!("\n5. Stopping every host (shutdown message, deactivate, then signals if needed)");
+    manager.stop_all().await;
+    settle().await;
+    printer.abort();
+    println!(
+        "\nDone. Run your own: `dscode-exthost run --config FILE`, then `dscode-exthost status`."
+    );
+    Ok(())
+}
+
+async fn kill_and_watch_restart(hello: &HostHandle) -> anyhow::Result<()> {
     let old_pid = hello.status().pid.context("hello has no pid")?;
     let group = i32::try_from(old_pid).context("pid out of range")?;
     nix::sys::signal::kill(
@@ -125,19 +139,11 @@ pub async fn run() -> anyhow::Result<()> {
         bail!("hello did not come back: {}", hello.status().reason);
     }
     settle().await;
+    let status = hello.status();
     println!(
         "  back as pid {} after {} restart(s)",
-        hello.status().pid.unwrap_or(0),
-        hello.status().restarts
-    );
-    call(&hello, "hello.greet", r#"["again"]"#).await?;
-
-    println!("\n5. Stopping every host (shutdown message, deactivate, then signals if needed)");
-    manager.stop_all().await;
-    settle().await;
-    printer.abort();
-    println!(
-        "\nDone. Run your own: `dscode-exthost run --config FILE`, then `dscode-exthost status`."
+        status.pid.unwrap_or(0),
+        status.restarts
     );
     Ok(())
 }
