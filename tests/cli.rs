@@ -111,6 +111,10 @@ fn run_status_exec_and_graceful_sigterm() {
         .map(|h| h["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["dscode.hello", "test.faulty"]);
+    // `run` makes the supervisor non-dumpable; hosts must still get their own PID namespace.
+    for host in status["hosts"].as_array().unwrap() {
+        assert_eq!(host["containment"], "pid-namespace", "{host}");
+    }
 
     let out = sup.cli(&["exec", "dscode.hello", "hello.greet", r#"["CLI"]"#]);
     assert!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::{Env, example, fast, fixture, json, raw};
 use dscode_extension_host::ipc::{ErrorCode, RequestError};
 use dscode_extension_host::lifecycle::ExtensionHostState;
+use dscode_extension_host::process::Containment;
 
 #[tokio::test]
 async fn handshake_activation_and_a_command_round_trip() {
@@ -21,6 +22,7 @@ async fn handshake_activation_and_a_command_round_trip() {
         status.commands
     );
     assert!(status.pid.is_some_and(common::alive));
+    assert_eq!(status.containment, Some(Containment::PidNamespace));
     let reply = host
         .execute_command("hello.greet", &raw(r#"["Ada"]"#))
         .await

@@ -196,11 +196,7 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
     })?;
     drop(host_end);
     let group = child.id().expect("a just-spawned child has a pid");
-    let containment = detect_containment(group);
-    let pid = match containment {
-        Containment::PidNamespace => first_child_of(group).unwrap_or(group),
-        Containment::DeathSignalOnly => group,
-    };
+    let (pid, containment) = locate_host(group);
     let output = OutputTail::default();
     let mut readers = Vec::new();
     if let Some(stdout) = child.stdout.take() {
@@ -239,13 +235,19 @@ fn hint_for(program: &std::path::Path) -> String {
     }
 }
 
-/// Compares the namespace the child's children are born into with ours.
-fn detect_containment(pid: u32) -> Containment {
-    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid_for_children"));
+/// Finds the host process and how it is contained. With a PID namespace the spawned process is
+/// the shim and the host is its only child; without one the spawned process is the host. The
+/// host's namespace link is read rather than the shim's, because the shim is as non-dumpable as
+/// the supervisor and its `/proc` entries are closed to us.
+fn locate_host(spawned: u32) -> (u32, Containment) {
+    let Some(host) = first_child_of(spawned) else {
+        return (spawned, Containment::DeathSignalOnly);
+    };
+    let theirs = std::fs::read_link(format!("/proc/{host}/ns/pid"));
     let ours = std::fs::read_link("/proc/self/ns/pid");
     match (theirs, ours) {
-        (Ok(theirs), Ok(ours)) if theirs != ours => Containment::PidNamespace,
-        _ => Containment::DeathSignalOnly,
+        (Ok(theirs), Ok(ours)) if theirs != ours => (host, Containment::PidNamespace),
+        _ => (host, Containment::DeathSignalOnly),
     }
 }
 

@@ -79,9 +79,13 @@ fn unshare_namespaces(plan: &ContainPlan) -> io::Result<()> {
     };
     // SAFETY: as above.
     check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) })?;
-    write_proc(b"/proc/self/setgroups\0", b"deny")?;
-    write_proc(b"/proc/self/uid_map\0", &maps.uid_map)?;
-    write_proc(b"/proc/self/gid_map\0", &maps.gid_map)
+    // The identity map only makes ids read the same inside. It cannot be written when the
+    // supervisor is non-dumpable (its /proc files then belong to root); the namespaces work
+    // without it, with the host's ids shown as the overflow id and file access unchanged.
+    let _ = write_proc(b"/proc/self/setgroups\0", b"deny")
+        .and_then(|()| write_proc(b"/proc/self/uid_map\0", &maps.uid_map))
+        .and_then(|()| write_proc(b"/proc/self/gid_map\0", &maps.gid_map));
+    Ok(())
 }
 
 /// Signals the shim ignores so that only the host sees them: the supervisor signals the whole
