@@ -192,23 +192,21 @@ pub fn decode_body(body: &[u8]) -> Result<Message, MessageError> {
 }
 
 /// Sorts a parse failure into the vector categories. Runs only on the error path, so valid
-/// frames pay for one pass of parsing and nothing else.
+/// frames pay for one pass of parsing and nothing else. serde_json's own error category cannot
+/// tell "not JSON" from "JSON of the wrong shape" (a response with two keys reads as a syntax
+/// error to it), so the body is parsed once more as a plain value.
 fn classify(body: &[u8], source: serde_json::Error) -> MessageError {
     if let Err(err) = std::str::from_utf8(body) {
         return MessageError::InvalidUtf8 {
             offset: err.valid_up_to(),
         };
     }
-    match source.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            MessageError::InvalidJson(source)
-        }
-        serde_json::error::Category::Data | serde_json::error::Category::Io => {
-            MessageError::InvalidMessage {
-                request_id: probe_request_id(body),
-                source,
-            }
-        }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Ok(_) => MessageError::InvalidMessage {
+            request_id: probe_request_id(body),
+            source,
+        },
+        Err(_) => MessageError::InvalidJson(source),
     }
 }
 

@@ -91,7 +91,11 @@ pub struct Handshake {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_version: Option<String>,
     /// Sent by the supervisor only: what the host needs to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_object_field"
+    )]
     pub config: Option<HostConfig>,
 }
 
@@ -407,6 +411,54 @@ impl Serialize for Message {
     }
 }
 
+// ---- objects only ----
+
+/// Serde lets a derived struct be read from a JSON array as well as an object; the protocol
+/// allows only objects. This adapter hands every request to the inner deserializer as
+/// `deserialize_map`, so an array (or any non-object) is a type error.
+struct ForceMap<D>(D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ForceMap<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+/// Reads a `T` that must be written as a JSON object.
+struct ObjectOf<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for ObjectOf<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        T::deserialize(ForceMap(deserializer))
+    }
+}
+
+fn object<T>() -> ObjectOf<T> {
+    ObjectOf(std::marker::PhantomData)
+}
+
+/// `deserialize_with` form of [`ObjectOf`], for an optional nested object.
+fn optional_object_field<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(ForceMap(d)).map(Some)
+}
+
+/// A present raw value is `Some`, even when it is `null` (plain `Option` would make it `None`).
+fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
 // ---- deserialization ----
 
 #[derive(Clone, Copy, Deserialize)]
@@ -431,11 +483,11 @@ struct MethodPayload {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-enum ResponsePayload {
-    #[serde(rename = "result")]
-    Result(Box<RawValue>),
-    #[serde(rename = "error")]
-    Error(ErrorObject),
+struct ResponsePayload {
+    #[serde(default, deserialize_with = "present_raw")]
+    result: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "optional_object_field")]
+    error: Option<ErrorObject>,
 }
 
 #[derive(Deserialize)]
@@ -467,7 +519,9 @@ enum Payload {
 }
 
 fn parse_payload<T: DeserializeOwned, E: de::Error>(raw: &RawValue) -> Result<T, E> {
-    serde_json::from_str(raw.get()).map_err(|err| E::custom(format!("invalid payload: {err}")))
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    T::deserialize(ForceMap(&mut deserializer))
+        .map_err(|err| E::custom(format!("invalid payload: {err}")))
 }
 
 /// Builds the message once all three envelope fields are known.
@@ -480,7 +534,7 @@ fn assemble<E: de::Error>(kind: Kind, id: Option<u64>, payload: Payload) -> Resu
                 let MethodPayload { method, params } = parse_payload(&raw)?;
                 method_message(kind, method, params)
             }
-            Kind::Response => response_message(parse_payload(&raw)?),
+            Kind::Response => response_message(parse_payload(&raw)?)?,
             Kind::Cancel => {
                 let CancelPayload { reason } = parse_payload(&raw)?;
                 Message::Cancel { id: 0, reason }
@@ -510,12 +564,16 @@ fn method_message(kind: Kind, method: String, params: Option<Box<RawValue>>) -> 
     }
 }
 
-fn response_message(payload: ResponsePayload) -> Message {
-    let outcome = match payload {
-        ResponsePayload::Result(result) => Ok(result),
-        ResponsePayload::Error(error) => Err(error),
+fn response_message<E: de::Error>(payload: ResponsePayload) -> Result<Message, E> {
+    let outcome = match (payload.result, payload.error) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(error),
+        (Some(_), Some(_)) => {
+            return Err(E::custom("a response has `result` or `error`, not both"));
+        }
+        (None, None) => return Err(E::custom("a response needs `result` or `error`")),
     };
-    Message::Response { id: 0, outcome }
+    Ok(Message::Response { id: 0, outcome })
 }
 
 /// Applies the per-type id rules and the payload checks serde cannot express.
@@ -609,22 +667,22 @@ fn next_typed_payload<'de, A: MapAccess<'de>>(
     kind: Kind,
 ) -> Result<Message, A::Error> {
     Ok(match kind {
-        Kind::Handshake => Message::Handshake(map.next_value()?),
+        Kind::Handshake => Message::Handshake(map.next_value_seed(object())?),
         Kind::Request | Kind::Notification => {
-            let MethodPayload { method, params } = map.next_value()?;
+            let MethodPayload { method, params } = map.next_value_seed(object())?;
             method_message(kind, method, params)
         }
-        Kind::Response => response_message(map.next_value()?),
+        Kind::Response => response_message(map.next_value_seed(object())?)?,
         Kind::Cancel => {
-            let CancelPayload { reason } = map.next_value()?;
+            let CancelPayload { reason } = map.next_value_seed(object())?;
             Message::Cancel { id: 0, reason }
         }
         Kind::Heartbeat => {
-            let HeartbeatPayloadOwned { seq } = map.next_value()?;
+            let HeartbeatPayloadOwned { seq } = map.next_value_seed(object())?;
             Message::Heartbeat { seq }
         }
         Kind::Shutdown => {
-            let ShutdownPayload { reason, grace_ms } = map.next_value()?;
+            let ShutdownPayload { reason, grace_ms } = map.next_value_seed(object())?;
             Message::Shutdown { reason, grace_ms }
         }
     })
