@@ -192,7 +192,7 @@ pub fn decode_body(body: &[u8]) -> Result<Message, MessageError> {
 }
 
 /// Sorts a parse failure into the vector categories. Runs only on the error path, so valid
-/// frames pay for one pass of parsing and nothing else. serde_json's own error category cannot
+/// frames pay for one pass of parsing and nothing else. `serde_json`'s own error category cannot
 /// tell "not JSON" from "JSON of the wrong shape" (a response with two keys reads as a syntax
 /// error to it), so the body is parsed once more as a plain value.
 fn classify(body: &[u8], source: serde_json::Error) -> MessageError {
