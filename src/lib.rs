@@ -1,4 +1,47 @@
-//! Runs editor extensions in sandboxed, supervised hosts.
+//! Runs editor extensions in supervised, contained Node.js hosts, one process per extension, and
+//! is the broker for everything privileged they do.
+//!
+//! # Layout
+//!
+//! - [`ipc`]: the wire protocol. [`ipc::codec`] frames (4-byte big-endian length, JSON body,
+//!   size checked before allocating) and sorts bad input into frame-level and message-level
+//!   errors; [`ipc::message`] is the typed envelope with free-form parts kept as raw JSON;
+//!   [`ipc::connection`] correlates requests in both directions with timeouts and cancellation;
+//!   [`ipc::listener`] is the private, peer-checked socket for control clients.
+//! - [`lifecycle`]: keeping hosts alive. [`lifecycle::state`] is the pure transition table,
+//!   [`lifecycle::backoff`] the pure restart budget; a task per host (private `job` module) owns
+//!   the child and reacts to exits, hangs and control messages; [`lifecycle::HostHandle`] and
+//!   [`lifecycle::ExtensionHostManager`] are what callers hold.
+//! - [`process`]: spawning a host with a cleared environment, its IPC socket at fd 3, its output
+//!   captured, and a PID namespace so nothing it starts outlives it. [`process::sys`] holds the
+//!   only `unsafe` code.
+//! - [`broker`]: serving the host API; [`broker::DenyAll`] refuses everything by default.
+//! - [`extension`]: reading an extension's `package.json`.
+//! - [`runtime`]: the embedded Node.js host and the private runtime directory.
+//! - [`config`] and [`control`]: the standalone `dscode-exthost run` and its control socket.
+
+//!
+//! # Theory of operation
+//!
+//! [`lifecycle::HostHandle::start`] sends a message to the host's task, which spawns the host:
+//! a shim process that unshares a PID namespace and forks the real host as its PID 1, with one
+//! end of a socketpair at fd 3. The host sends a `handshake`; the task answers with the
+//! authoritative extension id and settings, wraps the socket in an [`ipc::Connection`], and sends
+//! the request `extension/activate`. Its answer (the registered commands) makes the host Running.
+//!
+//! A call such as [`lifecycle::HostHandle::execute_command`] encodes a `request` with a fresh id,
+//! records a one-shot waiter under that id, and queues the frame for the connection's writer task.
+//! The host runs the command and writes a `response` with the same id; the connection's reader
+//! task decodes the frame and completes the waiter. If the deadline passes or the caller drops
+//! the future first, the waiter is removed and the host is sent a `cancel`, which aborts the
+//! extension's cancellation token; a late answer is then ignored.
+//!
+//! Requests the host makes (`fs/readFile`, ...) arrive on the same connection; each runs in a
+//! task of its own and goes to the broker with the caller's identity taken from the connection,
+//! never from the message. Heartbeats from the host's event loop reset a deadline in the host's
+//! task; when the deadline passes, or the process exits, the task records why, kills the
+//! process group, and restarts with backoff until the restart budget is spent.
+
 #![deny(unsafe_code)]
 
 pub mod broker;
@@ -9,3 +52,8 @@ pub mod ipc;
 pub mod lifecycle;
 pub mod process;
 pub mod runtime;
+
+/// The README's code blocks, compiled as doc tests so the embedding example cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
