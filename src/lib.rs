@@ -19,7 +19,6 @@
 //! - [`extension`]: reading an extension's `package.json`.
 //! - [`runtime`]: the embedded Node.js host and the private runtime directory.
 //! - [`config`] and [`control`]: the standalone `dscode-exthost run` and its control socket.
-
 //!
 //! # Theory of operation
 //!

@@ -248,7 +248,8 @@ def decode_body(body: bytes) -> dict:
     except _DuplicateKey as e:
         raise BadMessage("invalid_message", str(e), _readable_request_id(text)) from None
     except (ValueError, RecursionError) as e:
-        raise BadMessage("invalid_json", str(e) or type(e).__name__) from None
+        # Only the lenient parse below can still succeed (NaN, 1e400); truly broken JSON has no id.
+        raise BadMessage("invalid_json", str(e) or type(e).__name__, _readable_request_id(text)) from None
     if "\\u" in text and _has_lone_surrogate(msg):
         raise BadMessage("invalid_json", "unpaired UTF-16 surrogate escape", _readable_request_id(text))
     try:
@@ -510,7 +511,8 @@ class Host:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
 
-        self.extension_id = os.environ.get("DSCODE_EXTENSION_ID", "")
+        # Informational only, but it must still encode: undecodable env bytes become U+FFFD.
+        self.extension_id = os.fsencode(os.environ.get("DSCODE_EXTENSION_ID", "")).decode("utf-8", "replace")
         self.heartbeat_s = 5.0
         self._heartbeat_seq = 0
         self._early: list = []  # frames that arrived in the same read as the supervisor's handshake
@@ -592,9 +594,8 @@ class Host:
             except FrameError as e:
                 _die(EX_PROTOCOL, str(e))
             if bodies:
-                # The supervisor speaks only after reading our handshake and waits for activation
-                # before anything else, so a second frame in this read would be a violation anyway;
-                # keep it for the main loop rather than silently losing it.
+                # The supervisor may send extension/activate right behind its handshake, in the
+                # same read; those frames belong to the main loop.
                 self._early = bodies[1:]
                 return bodies[0]
 

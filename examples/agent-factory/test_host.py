@@ -400,6 +400,7 @@ class BadInputTest(unittest.TestCase):
             8: b'{"id":8,"type":"request","payload":{"method":"host/echo","params":"\\ud800"}}',
             9: b'{"id":9,"type":"request","payload":{"method":""}}',
             10: b'{"id":10,"type":"request","payload":{"method":"host/echo","params":1e400}}',
+            14: b'{"id":14,"type":"request","payload":{"method":"host/echo","params":NaN}}',
         }
         dropped = [  # no readable request id: dropped silently
             b"",
