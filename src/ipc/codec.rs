@@ -219,9 +219,10 @@ fn probe_request_id(body: &[u8]) -> Option<RequestId> {
         kind: Option<String>,
     }
     let probe: Probe = serde_json::from_slice(body).ok()?;
-    (probe.kind.as_deref() == Some("request"))
-        .then_some(probe.id)
-        .flatten()
+    let id = probe
+        .id
+        .filter(|id| *id <= super::message::MAX_REQUEST_ID)?;
+    (probe.kind.as_deref() == Some("request")).then_some(id)
 }
 
 impl Decoder for MessageCodec {
@@ -444,6 +445,9 @@ mod tests {
         );
         let notification = br#"{"id":null,"type":"notification","payload":{}}"#;
         assert_eq!(decode_body(notification).unwrap_err().request_id(), None);
+        // An id the peer could not have issued is not echoed back.
+        let too_big = br#"{"id":9007199254740992,"type":"request","payload":{"method":"m"}}"#;
+        assert_eq!(decode_body(too_big).unwrap_err().request_id(), None);
     }
 
     #[test]

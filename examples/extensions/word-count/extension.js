@@ -1,0 +1,25 @@
+'use strict';
+
+// Example extension. `wordCount.readWorkspaceFile` reads through context.fs, a request the
+// supervisor's broker checks: this manifest asks for no permissions, so the broker answers
+// PermissionDenied until `fileSystem.read` is declared and granted.
+
+function count(text) {
+  if (typeof text !== 'string') throw new TypeError('wordCount.count(text): text must be a string');
+  const words = text.split(/\s+/).filter((word) => word !== '').length;
+  // Like `wc -l`, but a last line without a newline still counts.
+  const lines = text === '' ? 0 : text.split(/\r\n|\r|\n/).length - (/(\r\n|\r|\n)$/.test(text) ? 1 : 0);
+  // Characters are code points, so an emoji counts once.
+  const chars = [...text].length;
+  return { words, lines, chars };
+}
+
+function activate(context) {
+  const { registerCommand } = context.commands;
+  context.subscriptions.push(
+    registerCommand('wordCount.count', (text) => count(text)),
+    registerCommand('wordCount.readWorkspaceFile', async (path) => count(await context.fs.readFile(path))),
+  );
+}
+
+module.exports = { activate };
