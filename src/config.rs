@@ -4,6 +4,12 @@
 //! [supervisor]
 //! control_socket = "/run/user/1000/dscode-exthost/control.sock"  # default: in the runtime dir
 //! node = "node"                                                 # the Node.js executable
+//! workspace = ["~/src/project"]                                 # folders that can be granted
+//! grants = "grants.toml"                                        # default: beside this file
+//!
+//! [rate_limit]              # host API requests per extension
+//! per_second = 100
+//! burst = 200
 //!
 //! [defaults]                # HostOptions for every host; all optional
 //! heartbeat_interval_ms = 1000
@@ -30,6 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::lifecycle::{HostOptions, HostSpec};
+use crate::permissions::PermissionRequest;
 use crate::process::HostCommand;
 use crate::runtime::NodeRuntime;
 
@@ -49,6 +56,9 @@ pub struct Config {
     /// Other protocol-speaking programs to run.
     #[serde(default, rename = "host")]
     pub hosts: Vec<HostEntry>,
+    /// Request rate limits of the host API.
+    #[serde(default)]
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
     #[serde(skip)]
     base: PathBuf,
 }
@@ -61,6 +71,11 @@ pub struct SupervisorSection {
     pub control_socket: Option<PathBuf>,
     /// The Node.js executable; default `node` on `PATH`.
     pub node: Option<PathBuf>,
+    /// Workspace folders extensions may be granted access to.
+    #[serde(default)]
+    pub workspace: Vec<PathBuf>,
+    /// The grants file; default `grants.toml` beside the config file.
+    pub grants: Option<PathBuf>,
 }
 
 /// `[[extension]]`.
@@ -84,6 +99,16 @@ pub struct HostEntry {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The host's version, which grants are recorded against.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// The permissions it asks for, as in an extension manifest.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+fn default_version() -> String {
+    "0.0.0".to_owned()
 }
 
 /// Why a config file cannot be used.
@@ -168,6 +193,27 @@ impl Config {
             .unwrap_or_else(|| "node".into())
     }
 
+    /// The workspace folders, resolved.
+    #[must_use]
+    pub fn workspace(&self) -> Vec<PathBuf> {
+        self.supervisor
+            .workspace
+            .iter()
+            .map(|p| self.resolve(p))
+            .collect()
+    }
+
+    /// The grants file.
+    #[must_use]
+    pub fn grants_path(&self) -> PathBuf {
+        self.resolve(
+            self.supervisor
+                .grants
+                .as_deref()
+                .unwrap_or_else(|| Path::new("grants.toml")),
+        )
+    }
+
     /// The control socket path, if the file sets one.
     #[must_use]
     pub fn control_socket(&self) -> Option<PathBuf> {
@@ -209,6 +255,12 @@ impl Config {
                 },
                 extension_path: cwd,
                 storage_path: None,
+                version: host.version.clone(),
+                permissions: host
+                    .permissions
+                    .iter()
+                    .filter_map(|e| PermissionRequest::parse(e).ok())
+                    .collect(),
                 options: self.defaults.clone(),
             });
         }

@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::broker::Broker;
 use crate::ipc::message::{ErrorCode, ErrorObject, to_raw};
 use crate::ipc::{
     Connection, ConnectionConfig, HandlerFuture, IncomingRequest, PrivateListener, RequestHandler,
@@ -80,23 +81,35 @@ pub struct ExecParams {
     pub args: Box<RawValue>,
 }
 
-/// Serves `status` and `exec` from a manager.
+/// Serves `status`, `exec` and `reload-grants` from a manager and its broker.
 #[derive(Debug, Clone)]
 pub struct ControlHandler {
     manager: Arc<ExtensionHostManager>,
+    broker: Option<Broker>,
 }
 
 impl ControlHandler {
     /// A handler over `manager`.
     #[must_use]
     pub fn new(manager: Arc<ExtensionHostManager>) -> Self {
-        Self { manager }
+        Self {
+            manager,
+            broker: None,
+        }
+    }
+
+    /// Also serves `reload-grants` for `broker`.
+    #[must_use]
+    pub fn with_broker(mut self, broker: Broker) -> Self {
+        self.broker = Some(broker);
+        self
     }
 }
 
 impl RequestHandler for ControlHandler {
     fn handle(&self, request: IncomingRequest) -> HandlerFuture {
         let manager = Arc::clone(&self.manager);
+        let broker = self.broker.clone();
         Box::pin(async move {
             match request.method.as_str() {
                 "status" => {
@@ -119,9 +132,23 @@ impl RequestHandler for ControlHandler {
                         .await
                         .map_err(|err| err.to_error_object())
                 }
+                "reload-grants" => {
+                    let broker = broker.ok_or_else(|| {
+                        ErrorObject::new(
+                            ErrorCode::Unsupported,
+                            "this supervisor has no permission broker",
+                        )
+                    })?;
+                    broker.reload().await.map_err(|err| {
+                        ErrorObject::new(ErrorCode::InvalidParams, format!("{err}: {}", err.source))
+                    })?;
+                    Ok(crate::ipc::message::raw_null())
+                }
                 other => Err(ErrorObject::new(
                     ErrorCode::MethodNotFound,
-                    format!("unknown control method `{other}`; expected `status` or `exec`"),
+                    format!(
+                        "unknown control method `{other}`; expected `status`, `exec` or `reload-grants`"
+                    ),
                 )),
             }
         })

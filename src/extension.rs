@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::permissions::PermissionRequest;
+
 /// The parts of `package.json` the supervisor reads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Manifest {
@@ -77,6 +79,10 @@ impl Manifest {
         };
         check_id_part(&manifest.publisher).map_err(|p| invalid("publisher", p))?;
         check_id_part(&manifest.name).map_err(|p| invalid("name", p))?;
+        for entry in &manifest.permissions {
+            PermissionRequest::parse(entry)
+                .map_err(|err| invalid("permissions", err.to_string()))?;
+        }
         let main = Path::new(&manifest.main);
         if manifest.main.is_empty()
             || main.is_absolute()
@@ -93,6 +99,15 @@ impl Manifest {
             ));
         }
         Ok(manifest)
+    }
+
+    /// The permissions it asks for, parsed (they were checked by [`Manifest::load`]).
+    #[must_use]
+    pub fn requested_permissions(&self) -> Vec<PermissionRequest> {
+        self.permissions
+            .iter()
+            .filter_map(|entry| PermissionRequest::parse(entry).ok())
+            .collect()
     }
 
     /// The extension id, `publisher.name`.

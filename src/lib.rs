@@ -49,7 +49,10 @@ pub mod control;
 pub mod extension;
 pub mod ipc;
 pub mod lifecycle;
+pub mod paths;
+pub mod permissions;
 pub mod process;
+pub mod ratelimit;
 pub mod runtime;
 
 /// The README's code blocks, compiled as doc tests so the embedding example cannot rot.

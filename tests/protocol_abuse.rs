@@ -27,6 +27,8 @@ fn rogue(mode: &str) -> HostSpec {
         },
         extension_path: dir,
         storage_path: None,
+        version: "0.0.0".into(),
+        permissions: Vec::new(),
         options,
     }
 }

@@ -62,6 +62,10 @@ function createContext({ extensionId, extensionPath, storagePath, commands, conn
     window: {
       showMessage: (level, message) => call('window/showMessage', { level, message }),
     },
+    terminal: {
+      create: (name) => call('terminal/create', { name }),
+      sendText: (id, text) => call('terminal/sendText', { id, text }),
+    },
     network: {
       fetch: (url, { method = 'GET', headers = {}, body, signal } = {}) =>
         call('network/fetch', { url, method, headers, body }, { signal }),

@@ -51,6 +51,8 @@ test('each API call is one request with named params, resolving to the broker re
     [() => context.secrets.delete('token'), 'secrets/delete', { key: 'token' }],
     [() => context.clipboard.readText(), 'clipboard/readText', {}],
     [() => context.clipboard.writeText('copied'), 'clipboard/writeText', { text: 'copied' }],
+    [() => context.terminal.create('build'), 'terminal/create', { name: 'build' }],
+    [() => context.terminal.sendText('t1', 'make\n'), 'terminal/sendText', { id: 't1', text: 'make\n' }],
     [() => context.window.showMessage('warning', 'careful'), 'window/showMessage', { level: 'warning', message: 'careful' }],
     [() => context.network.fetch('https://example.com/'), 'network/fetch',
       { url: 'https://example.com/', method: 'GET', headers: {}, body: undefined }],

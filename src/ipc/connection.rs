@@ -231,17 +231,47 @@ impl Shared {
         Ok(buf.freeze())
     }
 
-    /// Queues a frame without waiting; used from `Drop` and from the reader, which must never
-    /// block on the writer.
+    /// Queues a frame, waiting for room. Replies are never dropped: a peer that stops reading
+    /// its answers eventually stops being read from, which is the backpressure it asked for.
+    /// A response too large to send becomes an error response, so the peer is not left waiting.
+    async fn queue(&self, message: Message) {
+        let frame = match (self.encode(&message), message) {
+            (Ok(frame), _) => frame,
+            (Err(err), Message::Response { id, .. }) => {
+                let error = ErrorObject::new(
+                    ErrorCode::Internal,
+                    format!("the result could not be sent: {err}"),
+                );
+                match self.encode(&Message::Response {
+                    id,
+                    outcome: Err(error),
+                }) {
+                    Ok(frame) => frame,
+                    Err(_) => return,
+                }
+            }
+            (Err(err), _) => {
+                tracing::error!(peer = %self.peer, error = %err, "could not encode a message");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = self.outbound.send(frame) => {}
+            () = self.closed.cancelled() => {}
+        }
+    }
+
+    /// Queues a frame only if there is room; for `Drop`, which cannot wait. Used for cancels,
+    /// whose loss costs the peer some wasted work and nothing else.
     fn try_queue(&self, message: &Message) {
         match self.encode(message) {
             Ok(frame) => {
                 if self.outbound.try_send(frame).is_err() && !self.closed.is_cancelled() {
-                    tracing::warn!(peer = %self.peer, kind = message.type_name(), "outbound queue full; message dropped");
+                    tracing::debug!(peer = %self.peer, kind = message.type_name(), "outbound queue full; cancel not sent");
                 }
             }
             Err(err) => {
-                tracing::error!(peer = %self.peer, error = %err, "could not encode a reply");
+                tracing::error!(peer = %self.peer, error = %err, "could not encode a message");
             }
         }
     }
@@ -525,20 +555,18 @@ impl Reader {
                 Some(Ok(Err(err))) => {
                     tracing::warn!(peer = %self.shared.peer, kind = err.kind(), error = %err, cause = ?std::error::Error::source(&err).map(ToString::to_string), "dropped a malformed frame");
                     if let Some(id) = err.request_id() {
-                        self.reply(
-                            id,
-                            Err(ErrorObject::new(
-                                ErrorCode::InvalidRequest,
-                                format!("malformed request: {err}"),
-                            )),
+                        let error = ErrorObject::new(
+                            ErrorCode::InvalidRequest,
+                            format!("malformed request: {err}"),
                         );
+                        self.reply(id, Err(error)).await;
                     }
                     if self.strike() {
                         break CloseReason::TooManyBadFrames(self.bad_frames);
                     }
                 }
                 Some(Ok(Ok(message))) => {
-                    if let Err(reason) = self.dispatch(message) {
+                    if let Err(reason) = self.dispatch(message).await {
                         break reason;
                     }
                 }
@@ -553,13 +581,13 @@ impl Reader {
         self.bad_frames > self.shared.config.max_bad_frames
     }
 
-    fn reply(&self, id: RequestId, outcome: HandlerResult) {
-        self.shared.try_queue(&Message::Response { id, outcome });
+    async fn reply(&self, id: RequestId, outcome: HandlerResult) {
+        self.shared.queue(Message::Response { id, outcome }).await;
     }
 
-    fn dispatch(&mut self, message: Message) -> Result<(), CloseReason> {
+    async fn dispatch(&mut self, message: Message) -> Result<(), CloseReason> {
         match message {
-            Message::Request { id, method, params } => self.start_request(id, method, params),
+            Message::Request { id, method, params } => self.start_request(id, method, params).await,
             Message::Response { id, outcome } => {
                 let waiter = self
                     .shared
@@ -606,37 +634,37 @@ impl Reader {
         }
     }
 
-    fn start_request(&mut self, id: RequestId, method: String, params: Option<Box<RawValue>>) {
-        let token = {
+    async fn start_request(
+        &mut self,
+        id: RequestId,
+        method: String,
+        params: Option<Box<RawValue>>,
+    ) {
+        let admitted = {
             let mut incoming = self.incoming.lock().expect("incoming table");
-            if incoming.contains_key(&id) {
-                drop(incoming);
-                self.reply(
-                    id,
-                    Err(ErrorObject::new(
-                        ErrorCode::InvalidRequest,
-                        format!("request id {id} is already in flight"),
-                    )),
-                );
-                return;
+            match incoming.entry(id) {
+                std::collections::hash_map::Entry::Occupied(_) => Err(ErrorObject::new(
+                    ErrorCode::InvalidRequest,
+                    format!("request id {id} is already in flight"),
+                )),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+                        let token = self.shared.closed.child_token();
+                        slot.insert(token.clone());
+                        Ok((token, permit))
+                    } else {
+                        let limit = self.shared.config.max_incoming;
+                        Err(ErrorObject::new(
+                            ErrorCode::Busy,
+                            format!("more than {limit} requests in flight; retry later"),
+                        ))
+                    }
+                }
             }
-            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                drop(incoming);
-                self.reply(
-                    id,
-                    Err(ErrorObject::new(
-                        ErrorCode::Busy,
-                        format!(
-                            "more than {} requests in flight; retry later",
-                            self.shared.config.max_incoming
-                        ),
-                    )),
-                );
-                return;
-            };
-            let token = self.shared.closed.child_token();
-            incoming.insert(id, token.clone());
-            (token, permit)
+        };
+        let token = match admitted {
+            Ok(admitted) => admitted,
+            Err(error) => return self.reply(id, Err(error)).await,
         };
         let (token, permit) = token;
         let request = IncomingRequest {
@@ -656,9 +684,7 @@ impl Reader {
             };
             incoming.lock().expect("incoming table").remove(&id);
             drop(permit);
-            if !shared.closed.is_cancelled() {
-                shared.try_queue(&Message::Response { id, outcome });
-            }
+            shared.queue(Message::Response { id, outcome }).await;
         });
     }
 

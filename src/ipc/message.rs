@@ -159,6 +159,8 @@ pub enum ErrorCode {
     NotFound,
     /// The target host is not running.
     NotRunning,
+    /// The receiver does not offer this API.
+    Unsupported,
     /// A bug on the receiving side.
     Internal,
 }
@@ -182,6 +184,7 @@ impl ErrorCode {
             Self::InvalidPath => "InvalidPath",
             Self::NotFound => "NotFound",
             Self::NotRunning => "NotRunning",
+            Self::Unsupported => "Unsupported",
             Self::Internal => "Internal",
         }
     }

@@ -84,6 +84,10 @@ pub struct HostSpec {
     pub extension_path: PathBuf,
     /// A folder the extension may write to.
     pub storage_path: Option<PathBuf>,
+    /// The extension's version (grants are recorded against it).
+    pub version: String,
+    /// The permissions its manifest asks for. Asking grants nothing; see [`crate::permissions`].
+    pub permissions: Vec<crate::permissions::PermissionRequest>,
     /// Timings and limits.
     pub options: HostOptions,
 }

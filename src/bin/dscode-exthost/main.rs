@@ -1,6 +1,7 @@
 //! `dscode-exthost`: the supervisor as a standalone program.
 
 mod demo;
+mod grants;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,10 +9,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
 use dscode_extension_host::config::Config;
 use dscode_extension_host::control::{self, ControlHandler, ExecParams, StatusReply};
 use dscode_extension_host::ipc::{IpcManager, NoMethods, PrivateListener, RequestError};
 use dscode_extension_host::lifecycle::ExtensionHostManager;
+use dscode_extension_host::permissions::GrantsOnDisk;
 use dscode_extension_host::runtime::{NodeRuntime, runtime_dir};
 use serde_json::value::RawValue;
 
@@ -67,6 +70,26 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Allow an extension a permission it asks for (recorded in the grants file).
+    Grant(GrantArgs),
+    /// Take back a permission granted earlier.
+    Revoke(GrantArgs),
+    /// Forbid a permission (or a scope of it); a deny wins over every allow.
+    Deny(GrantArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GrantArgs {
+    /// The extension id (`publisher.name`).
+    extension: String,
+    /// The permission, as in manifests: `fileSystem.read`, `fileSystem.read:src/**`, ...
+    permission: String,
+    /// The supervisor config that names the extension and the grants file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The control socket of a running supervisor to reload (default: the one `run` uses).
+    #[arg(long)]
+    socket: Option<PathBuf>,
 }
 
 fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
@@ -83,7 +106,7 @@ fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
     }
 }
 
-fn default_socket() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_socket() -> anyhow::Result<PathBuf> {
     Ok(runtime_dir()
         .context("failed to prepare the runtime directory")?
         .join("control.sock"))
@@ -116,6 +139,9 @@ fn main() -> ExitCode {
                 args,
                 socket,
             } => exec(&extension, &command, &args, socket).await,
+            Command::Grant(args) => grants::edit(grants::Edit::Grant, args).await,
+            Command::Revoke(args) => grants::edit(grants::Edit::Revoke, args).await,
+            Command::Deny(args) => grants::edit(grants::Edit::Deny, args).await,
         }
     });
     match result {
@@ -133,8 +159,15 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::warn!(error = %err, "could not mark the supervisor non-dumpable");
     }
     let node = NodeRuntime::embedded(config.node()).context("failed to unpack the Node.js host")?;
-    let manager = Arc::new(ExtensionHostManager::default());
+    let broker = Broker::new(
+        config.workspace(),
+        Arc::new(GrantsOnDisk::new(config.grants_path())),
+        Arc::new(ConsoleUi::default()),
+        config.rate_limit.clone(),
+    );
+    let manager = Arc::new(ExtensionHostManager::new(Arc::new(broker.clone())));
     for spec in config.host_specs(&node)? {
+        broker.register(ExtensionInfo::from_spec(&spec)).await?;
         manager.add(spec)?;
     }
     let socket = match config.control_socket() {

@@ -1,0 +1,545 @@
+//! Permission strings as extensions write them: `family.action`, optionally `:scope`.
+//!
+//! | permission | scope (after `:`) | unscoped means |
+//! |---|---|---|
+//! | `fileSystem.read`, `fileSystem.write`, `fileSystem.delete` | `[root:]glob`, root `workspace` (default), `storage` or `extension` | the whole workspace |
+//! | `network.http`, `network.webSocket` | `host[:port]`, `*.example.com[:port]` | any host |
+//! | `commands.execute` | a command id, or a prefix `git.*` | any command |
+//! | `clipboard.read`, `clipboard.write`, `secrets.read`, `secrets.write`, `ui.showMessage`, `ui.input`, `terminal.create`, `terminal.write` | none | |
+//!
+//! Globs: `*` matches within one path segment, `**` any number of segments, `?` one character.
+
+use std::fmt;
+use std::path::{Component, Path};
+
+/// One capability an extension can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Permission {
+    /// Read files and list folders.
+    FileSystemRead,
+    /// Create and write files and folders.
+    FileSystemWrite,
+    /// Delete files and folders.
+    FileSystemDelete,
+    /// HTTP(S) requests.
+    NetworkHttp,
+    /// WebSocket connections.
+    NetworkWebSocket,
+    /// Read the clipboard.
+    ClipboardRead,
+    /// Write the clipboard.
+    ClipboardWrite,
+    /// Read the extension's own secrets.
+    SecretsRead,
+    /// Store and delete the extension's own secrets.
+    SecretsWrite,
+    /// Show messages to the user.
+    UiShowMessage,
+    /// Ask the user for input.
+    UiInput,
+    /// Open terminals.
+    TerminalCreate,
+    /// Send text to terminals it opened.
+    TerminalWrite,
+    /// Run commands of other extensions.
+    CommandsExecute,
+}
+
+/// What a permission's scope is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeKind {
+    /// The permission takes no scope.
+    None,
+    /// Paths under a root.
+    Path,
+    /// Network hosts.
+    Host,
+    /// Command ids.
+    Command,
+}
+
+impl Permission {
+    /// Every permission, in documentation order.
+    pub const ALL: [Self; 14] = [
+        Self::FileSystemRead,
+        Self::FileSystemWrite,
+        Self::FileSystemDelete,
+        Self::NetworkHttp,
+        Self::NetworkWebSocket,
+        Self::ClipboardRead,
+        Self::ClipboardWrite,
+        Self::SecretsRead,
+        Self::SecretsWrite,
+        Self::UiShowMessage,
+        Self::UiInput,
+        Self::TerminalCreate,
+        Self::TerminalWrite,
+        Self::CommandsExecute,
+    ];
+
+    /// The dot-notation name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FileSystemRead => "fileSystem.read",
+            Self::FileSystemWrite => "fileSystem.write",
+            Self::FileSystemDelete => "fileSystem.delete",
+            Self::NetworkHttp => "network.http",
+            Self::NetworkWebSocket => "network.webSocket",
+            Self::ClipboardRead => "clipboard.read",
+            Self::ClipboardWrite => "clipboard.write",
+            Self::SecretsRead => "secrets.read",
+            Self::SecretsWrite => "secrets.write",
+            Self::UiShowMessage => "ui.showMessage",
+            Self::UiInput => "ui.input",
+            Self::TerminalCreate => "terminal.create",
+            Self::TerminalWrite => "terminal.write",
+            Self::CommandsExecute => "commands.execute",
+        }
+    }
+
+    /// The permission with this name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// What its scope is made of.
+    #[must_use]
+    pub fn scope_kind(self) -> ScopeKind {
+        match self {
+            Self::FileSystemRead | Self::FileSystemWrite | Self::FileSystemDelete => {
+                ScopeKind::Path
+            }
+            Self::NetworkHttp | Self::NetworkWebSocket => ScopeKind::Host,
+            Self::CommandsExecute => ScopeKind::Command,
+            _ => ScopeKind::None,
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The root a path scope is relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScopeRoot {
+    /// The workspace folders.
+    Workspace,
+    /// The extension's private storage folder.
+    Storage,
+    /// The extension's own folder.
+    Extension,
+}
+
+impl ScopeRoot {
+    /// The name used in scopes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Workspace => "workspace",
+            Self::Storage => "storage",
+            Self::Extension => "extension",
+        }
+    }
+}
+
+/// Where a permission applies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Paths under `root` matching the glob.
+    Path {
+        /// The root.
+        root: ScopeRoot,
+        /// Slash-separated glob segments.
+        glob: Vec<String>,
+    },
+    /// A host pattern.
+    Host {
+        /// Lowercase host, or `*.suffix`.
+        host: String,
+        /// A port, or any.
+        port: Option<u16>,
+    },
+    /// A command id, or a prefix when it ends in `.*`.
+    Command(String),
+}
+
+/// One entry of a manifest's (or a grant's) permission list, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PermissionRequest {
+    /// The permission.
+    pub permission: Permission,
+    /// Where it applies; `None` is everywhere the permission can apply.
+    pub scope: Option<Scope>,
+}
+
+/// A permission string that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid permission {entry:?}: {problem}")]
+pub struct PermissionParseError {
+    /// The entry as written.
+    pub entry: String,
+    /// What is wrong and what is valid.
+    pub problem: String,
+}
+
+impl PermissionRequest {
+    /// Parses `family.action[:scope]`.
+    ///
+    /// # Errors
+    /// An unknown permission (the message lists the valid ones), a scope on a permission that
+    /// takes none, or a malformed scope.
+    pub fn parse(entry: &str) -> Result<Self, PermissionParseError> {
+        let fail = |problem: String| PermissionParseError {
+            entry: entry.to_owned(),
+            problem,
+        };
+        let (name, scope) = match entry.split_once(':') {
+            Some((name, scope)) => (name, Some(scope)),
+            None => (entry, None),
+        };
+        let permission = Permission::from_name(name).ok_or_else(|| {
+            let valid: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
+            fail(format!(
+                "unknown permission `{name}`; valid permissions are {}",
+                valid.join(", ")
+            ))
+        })?;
+        let scope = match (scope, permission.scope_kind()) {
+            (None, _) => None,
+            (Some(_), ScopeKind::None) => return Err(fail(format!("`{name}` takes no scope"))),
+            (Some(scope), ScopeKind::Path) => Some(parse_path_scope(scope).map_err(fail)?),
+            (Some(scope), ScopeKind::Host) => Some(parse_host_scope(scope).map_err(fail)?),
+            (Some(scope), ScopeKind::Command) => Some(parse_command_scope(scope).map_err(fail)?),
+        };
+        Ok(Self { permission, scope })
+    }
+
+    /// Whether this allows or denies `permission` on the path `relative` under `root`.
+    #[must_use]
+    pub fn covers_path(&self, permission: Permission, root: ScopeRoot, relative: &Path) -> bool {
+        if self.permission != permission {
+            return false;
+        }
+        match &self.scope {
+            None => root == ScopeRoot::Workspace,
+            Some(Scope::Path {
+                root: scope_root,
+                glob,
+            }) => *scope_root == root && glob_matches(glob, relative),
+            Some(_) => false,
+        }
+    }
+
+    /// Whether this covers `permission` for `host:port`.
+    #[must_use]
+    pub fn covers_host(&self, permission: Permission, host: &str, port: u16) -> bool {
+        if self.permission != permission {
+            return false;
+        }
+        match &self.scope {
+            None => true,
+            Some(Scope::Host {
+                host: pattern,
+                port: wanted,
+            }) => {
+                let host = host.to_ascii_lowercase();
+                let host_ok = match pattern.strip_prefix("*.") {
+                    Some(suffix) => {
+                        host.len() > suffix.len() + 1
+                            && host.ends_with(suffix)
+                            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                    }
+                    None => host == *pattern,
+                };
+                host_ok && wanted.is_none_or(|wanted| wanted == port)
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Whether this covers `permission` for the command `id`.
+    #[must_use]
+    pub fn covers_command(&self, permission: Permission, id: &str) -> bool {
+        if self.permission != permission {
+            return false;
+        }
+        match &self.scope {
+            None => true,
+            Some(Scope::Command(pattern)) => match pattern.strip_suffix('*') {
+                Some(prefix) => id.starts_with(prefix),
+                None => id == pattern,
+            },
+            Some(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for PermissionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.permission.name())?;
+        match &self.scope {
+            None => Ok(()),
+            Some(Scope::Path { root, glob }) => write!(f, ":{}:{}", root.name(), glob.join("/")),
+            Some(Scope::Host {
+                host,
+                port: Some(port),
+            }) => write!(f, ":{host}:{port}"),
+            Some(Scope::Host { host, port: None }) => write!(f, ":{host}"),
+            Some(Scope::Command(id)) => write!(f, ":{id}"),
+        }
+    }
+}
+
+fn parse_path_scope(scope: &str) -> Result<Scope, String> {
+    let (root, glob) = match scope.split_once(':') {
+        Some(("workspace", glob)) => (ScopeRoot::Workspace, glob),
+        Some(("storage", glob)) => (ScopeRoot::Storage, glob),
+        Some(("extension", glob)) => (ScopeRoot::Extension, glob),
+        Some((other, _)) => {
+            return Err(format!(
+                "unknown path root `{other}`; use workspace, storage or extension"
+            ));
+        }
+        None => (ScopeRoot::Workspace, scope),
+    };
+    if glob.is_empty() || glob.starts_with('/') || glob.contains('\\') || glob.contains('\0') {
+        return Err(
+            "a path scope is a relative glob such as `src/**` (no leading `/`, no backslashes)"
+                .into(),
+        );
+    }
+    let segments: Vec<String> = glob.split('/').map(str::to_owned).collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err("a path scope may not contain empty, `.` or `..` segments".into());
+    }
+    Ok(Scope::Path {
+        root,
+        glob: segments,
+    })
+}
+
+fn parse_host_scope(scope: &str) -> Result<Scope, String> {
+    let (host, port) = match scope.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{port}` is not a port (1-65535)"))?;
+            (host, Some(port))
+        }
+        None => (scope, None),
+    };
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if bare.is_empty() || bare.len() > 253 || !bare.split('.').all(valid_label) {
+        return Err(format!(
+            "`{host}` is not a host name; use `example.com`, `*.example.com` or an IPv4 address, with an optional `:port`"
+        ));
+    }
+    Ok(Scope::Host {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn parse_command_scope(scope: &str) -> Result<Scope, String> {
+    let bare = scope.strip_suffix(".*").unwrap_or(scope);
+    if bare.is_empty()
+        || !bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!(
+            "`{scope}` is not a command id or a prefix such as `git.*`"
+        ));
+    }
+    Ok(Scope::Command(scope.to_owned()))
+}
+
+/// Matches a relative path against glob segments. `..` or absolute components never match.
+fn glob_matches(glob: &[String], path: &Path) -> bool {
+    let mut segments = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => match name.to_str() {
+                Some(name) => segments.push(name),
+                None => return false,
+            },
+            Component::CurDir => {}
+            _ => return false,
+        }
+    }
+    match_segments(glob, &segments)
+}
+
+fn match_segments(glob: &[String], path: &[&str]) -> bool {
+    match glob.split_first() {
+        None => path.is_empty(),
+        Some((first, rest)) if first == "**" => {
+            (0..=path.len()).any(|skip| match_segments(rest, &path[skip..]))
+        }
+        Some((first, rest)) => path.split_first().is_some_and(|(name, path_rest)| {
+            match_segment(first.as_bytes(), name.as_bytes()) && match_segments(rest, path_rest)
+        }),
+    }
+}
+
+fn match_segment(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|skip| match_segment(rest, &name[skip..])),
+        Some((b'?', rest)) => !name.is_empty() && match_segment(rest, &name[1..]),
+        Some((c, rest)) => name.first() == Some(c) && match_segment(rest, &name[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(entry: &str) -> PermissionRequest {
+        PermissionRequest::parse(entry).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_permission_round_trips_by_name() {
+        for permission in Permission::ALL {
+            assert_eq!(p(permission.name()).permission, permission);
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_entry_and_what_is_valid() {
+        let table = [
+            (
+                "fileSystem.execute",
+                "valid permissions are fileSystem.read",
+            ),
+            ("filesystem.read", "unknown permission `filesystem.read`"),
+            ("clipboard.read:x", "takes no scope"),
+            ("fileSystem.read:/etc/**", "relative glob"),
+            ("fileSystem.read:../x", "`..` segments"),
+            ("fileSystem.read:home:x", "unknown path root `home`"),
+            ("network.http:exa mple.com", "is not a host name"),
+            ("network.http:example.com:0", "is not a port"),
+            ("network.http:example.com:99999", "is not a port"),
+            ("commands.execute:rm -rf", "is not a command id"),
+            ("", "unknown permission"),
+        ];
+        for (entry, needle) in table {
+            let err = PermissionRequest::parse(entry).unwrap_err().to_string();
+            assert!(
+                err.contains(needle) && err.contains(&format!("{entry:?}")),
+                "{entry}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_scopes() {
+        let ws = ScopeRoot::Workspace;
+        let table = [
+            ("fileSystem.read", ws, "any/thing.txt", true),
+            ("fileSystem.read", ScopeRoot::Storage, "x", false),
+            ("fileSystem.read:src/**", ws, "src/a/b.rs", true),
+            ("fileSystem.read:src/**", ws, "src", true),
+            ("fileSystem.read:src/**", ws, "srcx/a", false),
+            ("fileSystem.read:src/*.rs", ws, "src/main.rs", true),
+            ("fileSystem.read:src/*.rs", ws, "src/a/main.rs", false),
+            ("fileSystem.read:**/*.md", ws, "docs/a/README.md", true),
+            ("fileSystem.read:**/*.md", ws, "README.md", true),
+            ("fileSystem.read:?.txt", ws, "a.txt", true),
+            ("fileSystem.read:?.txt", ws, "ab.txt", false),
+            ("fileSystem.read:src/**", ws, "src/../secret", false),
+            (
+                "fileSystem.read:storage:**",
+                ScopeRoot::Storage,
+                "cache/x",
+                true,
+            ),
+            ("fileSystem.read:storage:**", ws, "cache/x", false),
+        ];
+        for (entry, root, path, expected) in table {
+            assert_eq!(
+                p(entry).covers_path(Permission::FileSystemRead, root, Path::new(path)),
+                expected,
+                "{entry} {root:?} {path}"
+            );
+        }
+        assert!(!p("fileSystem.write").covers_path(Permission::FileSystemRead, ws, Path::new("a")));
+    }
+
+    #[test]
+    fn host_scopes() {
+        let table = [
+            ("network.http", "anything.org", 80, true),
+            ("network.http:api.github.com", "api.github.com", 443, true),
+            ("network.http:api.github.com", "API.GitHub.com", 443, true),
+            ("network.http:api.github.com", "github.com", 443, false),
+            (
+                "network.http:api.github.com:443",
+                "api.github.com",
+                80,
+                false,
+            ),
+            ("network.http:*.example.com", "a.example.com", 443, true),
+            ("network.http:*.example.com", "a.b.example.com", 443, true),
+            ("network.http:*.example.com", "example.com", 443, false),
+            ("network.http:*.example.com", "badexample.com", 443, false),
+            ("network.http:127.0.0.1:8080", "127.0.0.1", 8080, true),
+        ];
+        for (entry, host, port, expected) in table {
+            assert_eq!(
+                p(entry).covers_host(Permission::NetworkHttp, host, port),
+                expected,
+                "{entry} {host}:{port}"
+            );
+        }
+        assert!(!p("network.http").covers_host(Permission::NetworkWebSocket, "a.com", 443));
+    }
+
+    #[test]
+    fn command_scopes() {
+        assert!(
+            p("commands.execute:git.*").covers_command(Permission::CommandsExecute, "git.commit")
+        );
+        assert!(
+            !p("commands.execute:git.*").covers_command(Permission::CommandsExecute, "gitx.commit")
+        );
+        assert!(p("commands.execute:a.b").covers_command(Permission::CommandsExecute, "a.b"));
+        assert!(!p("commands.execute:a.b").covers_command(Permission::CommandsExecute, "a.bc"));
+    }
+
+    #[test]
+    fn display_is_canonical_and_parses_back() {
+        for entry in [
+            "fileSystem.read:src/**",
+            "network.http:*.example.com:443",
+            "commands.execute:git.*",
+            "secrets.read",
+        ] {
+            let parsed = p(entry);
+            assert_eq!(p(&parsed.to_string()), parsed, "{entry}");
+        }
+        assert_eq!(
+            p("fileSystem.read:src/**").to_string(),
+            "fileSystem.read:workspace:src/**"
+        );
+    }
+}

@@ -1,0 +1,469 @@
+//! The broker with real hosts: permissions, scopes, deny precedence, identity and rate limits,
+//! each denial beside the allowed operation that proves the path works.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Env, fast, fixture, json, raw};
+use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
+use dscode_extension_host::lifecycle::HostHandle;
+use dscode_extension_host::permissions::{
+    Grant, GrantNothing, GrantsFile, GrantsOnDisk, PermissionPolicy,
+};
+use dscode_extension_host::ratelimit::RateLimitConfig;
+use serde_json::Value;
+
+/// A workspace with files inside and outside the scopes the fixture asks for.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [
+            ("src/a.txt", "inside"),
+            ("src/private/key", "private"),
+            ("secret.txt", "outside the scope"),
+        ] {
+            let path = dir.path().join("ws").join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("ws/out")).unwrap();
+        std::fs::write(dir.path().join("elsewhere.txt"), "not in any root").unwrap();
+        Self { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.root().join(rel).display().to_string()
+    }
+}
+
+fn grants(extension: &str, allow: &[&str], deny: &[&str]) -> Arc<dyn PermissionPolicy> {
+    let mut file = GrantsFile::default();
+    let requested: Vec<String> = [
+        "fileSystem.read:src/**",
+        "fileSystem.write:out/**",
+        "clipboard.read",
+        "clipboard.write",
+        "network.http:api.example.com",
+    ]
+    .map(String::from)
+    .to_vec();
+    file.extensions.insert(
+        extension.to_owned(),
+        Grant {
+            version: "1.0.0".into(),
+            requested,
+            allow: allow.iter().map(|s| (*s).to_owned()).collect(),
+            deny: deny.iter().map(|s| (*s).to_owned()).collect(),
+        },
+    );
+    Arc::new(file)
+}
+
+async fn start(
+    env: &Env,
+    ws: &Workspace,
+    extension: &Path,
+    policy: Arc<dyn PermissionPolicy>,
+    limits: RateLimitConfig,
+) -> (HostHandle, Broker) {
+    let broker = Broker::new(
+        vec![ws.root()],
+        policy,
+        Arc::new(ConsoleUi::default()),
+        limits,
+    );
+    let spec = env.spec(extension, fast());
+    broker
+        .register(ExtensionInfo::from_spec(&spec))
+        .await
+        .unwrap();
+    let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
+    host.start().await.unwrap();
+    (host, broker)
+}
+
+async fn call(host: &HostHandle, command: &str, args: Value) -> Value {
+    json(
+        &host
+            .execute_command(command, &raw(&args.to_string()))
+            .await
+            .unwrap(),
+    )
+}
+
+fn code(outcome: &Value) -> &str {
+    outcome["code"].as_str().unwrap_or("ok")
+}
+
+#[tokio::test]
+async fn without_a_grant_every_api_is_denied() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let (host, _) = start(
+        &env,
+        &ws,
+        &fixture("api-client"),
+        Arc::new(GrantNothing),
+        RateLimitConfig::default(),
+    )
+    .await;
+    for (command, args) in [
+        ("api.read", serde_json::json!([ws.path("src/a.txt")])),
+        ("api.write", serde_json::json!([ws.path("out/x.txt"), "x"])),
+        ("api.clipboard", serde_json::json!(["x"])),
+        ("api.fetch", serde_json::json!(["https://api.example.com/"])),
+    ] {
+        let outcome = call(&host, command, args).await;
+        assert_eq!(code(&outcome), "PermissionDenied", "{command}: {outcome}");
+    }
+    let outcome = call(&host, "api.read", serde_json::json!([ws.path("src/a.txt")])).await;
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("lacks `fileSystem.read` for workspace:src/a.txt"),
+        "{outcome}"
+    );
+    assert!(!ws.root().join("out/x.txt").exists());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_scoped_grant_works_inside_its_scope_only() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let policy = grants(
+        "test.api-client",
+        &[
+            "fileSystem.read",
+            "fileSystem.write",
+            "clipboard.read",
+            "clipboard.write",
+            "network.http",
+        ],
+        &[],
+    );
+    let (host, _) = start(
+        &env,
+        &ws,
+        &fixture("api-client"),
+        policy,
+        RateLimitConfig::default(),
+    )
+    .await;
+
+    // Inside the scopes the manifest asked for.
+    assert_eq!(
+        call(&host, "api.read", serde_json::json!([ws.path("src/a.txt")])).await["ok"],
+        "inside"
+    );
+    assert_eq!(
+        code(
+            &call(
+                &host,
+                "api.write",
+                serde_json::json!([ws.path("out/new.txt"), "written"])
+            )
+            .await
+        ),
+        "ok"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.root().join("out/new.txt")).unwrap(),
+        "written"
+    );
+    assert_eq!(
+        call(&host, "api.clipboard", serde_json::json!(["copied"])).await["ok"],
+        "copied"
+    );
+    let listing = call(&host, "api.list", serde_json::json!([ws.path("src")])).await;
+    assert_eq!(listing["ok"].as_array().unwrap().len(), 2, "{listing}");
+
+    // Outside them: the grant was unscoped, but the manifest's scope is what applies.
+    assert_eq!(
+        code(
+            &call(
+                &host,
+                "api.read",
+                serde_json::json!([ws.path("secret.txt")])
+            )
+            .await
+        ),
+        "PermissionDenied"
+    );
+    assert_eq!(
+        code(
+            &call(
+                &host,
+                "api.write",
+                serde_json::json!([ws.path("src/evil.txt"), "x"])
+            )
+            .await
+        ),
+        "PermissionDenied"
+    );
+    assert!(!ws.root().join("src/evil.txt").exists());
+    // Outside every root: refused without naming the host path.
+    let outcome = call(
+        &host,
+        "api.read",
+        serde_json::json!([ws.dir.path().join("elsewhere.txt").display().to_string()]),
+    )
+    .await;
+    assert_eq!(code(&outcome), "InvalidPath", "{outcome}");
+    assert!(
+        !outcome["message"].as_str().unwrap().contains("elsewhere"),
+        "{outcome}"
+    );
+    let outcome = call(
+        &host,
+        "api.read",
+        serde_json::json!([format!("{}/src/../../elsewhere.txt", ws.root().display())]),
+    )
+    .await;
+    assert_eq!(code(&outcome), "InvalidPath", "{outcome}");
+
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_network_scope_is_checked_before_anything_else() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let policy = grants("test.api-client", &["network.http"], &[]);
+    let (host, _) = start(
+        &env,
+        &ws,
+        &fixture("api-client"),
+        policy,
+        RateLimitConfig::default(),
+    )
+    .await;
+    // The network scope is checked before anything else happens.
+    assert_eq!(
+        code(
+            &call(
+                &host,
+                "api.fetch",
+                serde_json::json!(["https://evil.example.org/"])
+            )
+            .await
+        ),
+        "PermissionDenied"
+    );
+    assert_eq!(
+        code(
+            &call(
+                &host,
+                "api.fetch",
+                serde_json::json!(["https://api.example.com/v1"])
+            )
+            .await
+        ),
+        "Unsupported"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn deny_wins_over_allow() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let policy = grants(
+        "test.api-client",
+        &["fileSystem.read"],
+        &["fileSystem.read:src/private/**"],
+    );
+    let (host, _) = start(
+        &env,
+        &ws,
+        &fixture("api-client"),
+        policy,
+        RateLimitConfig::default(),
+    )
+    .await;
+    let outcome = call(
+        &host,
+        "api.read",
+        serde_json::json!([ws.path("src/private/key")]),
+    )
+    .await;
+    assert_eq!(code(&outcome), "PermissionDenied");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("denied by policy"),
+        "{outcome}"
+    );
+    assert_eq!(
+        call(&host, "api.read", serde_json::json!([ws.path("src/a.txt")])).await["ok"],
+        "inside"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_takes_effect_at_the_next_reload() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let dir = tempfile::tempdir().unwrap();
+    let grants_path = dir.path().join("grants.toml");
+    let mut file = GrantsFile::load(&grants_path).unwrap();
+    file.grant("test.api-client", "1.0.0", &[], "fileSystem.read")
+        .unwrap();
+    file.save().unwrap();
+    let policy = Arc::new(GrantsOnDisk::new(&grants_path));
+    let (host, broker) = start(
+        &env,
+        &ws,
+        &fixture("api-client"),
+        policy,
+        RateLimitConfig::default(),
+    )
+    .await;
+    let read = serde_json::json!([ws.path("src/a.txt")]);
+    assert_eq!(call(&host, "api.read", read.clone()).await["ok"], "inside");
+
+    let mut file = GrantsFile::load(&grants_path).unwrap();
+    assert!(file.revoke("test.api-client", "fileSystem.read").unwrap());
+    file.save().unwrap();
+    broker.reload().await.unwrap();
+    assert_eq!(
+        code(&call(&host, "api.read", read).await),
+        "PermissionDenied"
+    );
+    host.stop().await;
+}
+
+/// Copies the fixture under another extension id.
+fn second_client(dir: &Path) -> PathBuf {
+    let copy = dir.join("api-client-2");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(
+        fixture("api-client").join("extension.js"),
+        copy.join("extension.js"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(fixture("api-client").join("package.json"))
+        .unwrap()
+        .replace("\"api-client\"", "\"api-client-2\"");
+    std::fs::write(copy.join("package.json"), manifest).unwrap();
+    copy
+}
+
+#[tokio::test]
+async fn identity_comes_from_the_connection() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let dir = tempfile::tempdir().unwrap();
+    let policy = grants("test.api-client", &["fileSystem.read"], &[]);
+    let broker = Broker::new(
+        vec![ws.root()],
+        policy,
+        Arc::new(ConsoleUi::default()),
+        RateLimitConfig::default(),
+    );
+    let mut hosts = Vec::new();
+    for extension in [fixture("api-client"), second_client(dir.path())] {
+        let spec = env.spec(&extension, fast());
+        broker
+            .register(ExtensionInfo::from_spec(&spec))
+            .await
+            .unwrap();
+        let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
+        host.start().await.unwrap();
+        hosts.push(host);
+    }
+    // The same code, the same request: only the connection differs.
+    let args = serde_json::json!([ws.path("src/a.txt")]);
+    assert_eq!(
+        call(&hosts[0], "api.read", args.clone()).await["ok"],
+        "inside"
+    );
+    assert_eq!(
+        code(&call(&hosts[1], "api.read", args).await),
+        "PermissionDenied"
+    );
+    for host in hosts {
+        host.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_flooding_extension_is_limited_and_another_keeps_its_latency() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = GrantsFile::default();
+    for id in ["test.api-client", "test.api-client-2"] {
+        file.grant(id, "1.0.0", &[], "fileSystem.read").unwrap();
+    }
+    let limits: RateLimitConfig = toml::from_str("per_second = 50\nburst = 50\n").unwrap();
+    let broker = Broker::new(
+        vec![ws.root()],
+        Arc::new(file),
+        Arc::new(ConsoleUi::default()),
+        limits,
+    );
+    let mut hosts = Vec::new();
+    for extension in [fixture("api-client"), second_client(dir.path())] {
+        let spec = env.spec(&extension, fast());
+        broker
+            .register(ExtensionInfo::from_spec(&spec))
+            .await
+            .unwrap();
+        let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
+        host.start().await.unwrap();
+        hosts.push(host);
+    }
+    let (flooder, victim) = (&hosts[0], &hosts[1]);
+    let target = ws.path("src/a.txt");
+
+    let sample = |host: HostHandle, target: String| async move {
+        let mut latencies = Vec::new();
+        for _ in 0..15 {
+            let started = Instant::now();
+            let outcome = call(&host, "api.stat", serde_json::json!([target])).await;
+            latencies.push(started.elapsed());
+            assert_eq!(code(&outcome), "ok", "{outcome}");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        latencies.sort();
+        latencies[latencies.len() / 2]
+    };
+    let baseline = sample(victim.clone(), target.clone()).await;
+    let flood = {
+        let flooder = flooder.clone();
+        let target = target.clone();
+        tokio::spawn(
+            async move { call(&flooder, "api.flood", serde_json::json!([target, 2000])).await },
+        )
+    };
+    let during = sample(victim.clone(), target.clone()).await;
+    let tally = flood.await.unwrap();
+    assert!(
+        tally["RateLimited"].as_u64().unwrap_or(0) >= 1000,
+        "flood was not limited: {tally}"
+    );
+    assert!(
+        tally["ok"].as_u64().unwrap_or(0) >= 1,
+        "flood got nothing through: {tally}"
+    );
+    // A ratio measured in this run, with a wide margin for a noisy 2-core machine.
+    let ratio = during.as_secs_f64() / baseline.as_secs_f64().max(1e-4);
+    println!(
+        "victim median latency: baseline {baseline:?}, during flood {during:?}, ratio {ratio:.2}"
+    );
+    assert!(
+        ratio < 10.0,
+        "victim slowed down {ratio:.1}x during the flood ({baseline:?} -> {during:?})"
+    );
+    for host in hosts {
+        host.stop().await;
+    }
+}
