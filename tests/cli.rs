@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, descendants, example, fixture, repo};
+use common::{alive, descendants, example, fixture, gone, repo};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dscode-exthost");
 
@@ -162,7 +162,7 @@ fn run_status_exec_and_graceful_sigterm() {
     let exit = sup.child.wait().unwrap();
     assert!(exit.success(), "supervisor exited with {exit}");
     assert!(
-        pids.iter().all(|pid| !alive(*pid)),
+        pids.iter().all(|pid| gone(*pid)),
         "hosts outlived a graceful stop"
     );
     assert!(!sup.socket().exists(), "control socket left behind");

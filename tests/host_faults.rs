@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, alive, example, fast, fixture, json, raw, until_state};
+use common::{Env, example, fast, fixture, gone, json, raw, until_state};
 use dscode_extension_host::lifecycle::{ExtensionHostState as S, Reason, StartError, StopOutcome};
 
 #[tokio::test]
@@ -31,7 +31,7 @@ async fn process_exit_is_noticed_and_the_host_restarts() {
     let status = host.status();
     assert_eq!(status.restarts, 1);
     assert_ne!(status.pid, Some(first_pid));
-    assert!(!alive(first_pid));
+    assert!(gone(first_pid));
     assert_eq!(
         json(
             &host
@@ -66,7 +66,7 @@ async fn a_busy_loop_is_detected_as_a_hang_and_restarted() {
     assert_eq!(seen[0].to, S::Unhealthy);
     // The request to the hung host fails instead of hanging forever.
     assert!(call.await.unwrap().is_err());
-    assert!(!alive(hung_pid), "the hung process was not killed");
+    assert!(gone(hung_pid), "the hung process was not killed");
     assert_eq!(
         json(
             &host
@@ -173,7 +173,7 @@ async fn a_host_that_ignores_sigterm_is_killed_after_the_grace_period() {
         ),
         "{seen:?}"
     );
-    assert!(!alive(pid));
+    assert!(gone(pid));
 }
 
 #[tokio::test]
@@ -193,7 +193,7 @@ async fn graceful_stop_runs_deactivate() {
             how: StopOutcome::Graceful
         }
     ));
-    assert!(!alive(pid));
+    assert!(gone(pid));
 }
 
 #[tokio::test]

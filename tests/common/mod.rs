@@ -117,6 +117,20 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// Waits until `pid` is gone. A host killed with its group dies after its shim, which is the
+/// process the supervisor reaps, so its death is certain but not simultaneous; polling with a
+/// deadline keeps the check exact without assuming an order the kernel does not promise.
+pub fn gone(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// Every descendant of `pid`, found by walking parent links in /proc.
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parents = Vec::new();
