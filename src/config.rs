@@ -164,6 +164,12 @@ impl Config {
                     message: format!("[[host]] {} has an empty `command`", host.id),
                 });
             }
+            for entry in &host.permissions {
+                PermissionRequest::parse(entry).map_err(|err| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!("[[host]] {}: {err}", host.id),
+                })?;
+            }
         }
         Ok(config)
     }
@@ -322,6 +328,16 @@ mod tests {
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(
             err.contains("exthost.toml") && err.contains("empty `command`"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[[host]]\nid = \"a.b\"\ncommand = [\"x\"]\npermissions = [\"network.htp\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("a.b") && err.contains("unknown permission `network.htp`"),
             "{err}"
         );
         std::fs::write(&path, "[supervisr]\n").unwrap();

@@ -177,6 +177,10 @@ mod tests {
                 r#"{"name":"a","publisher":"p","version":"1"}"#,
                 "missing field `main`",
             ),
+            (
+                r#"{"name":"a","publisher":"p","version":"1","main":"m.js","permissions":["fileSystem.raed"]}"#,
+                "unknown permission `fileSystem.raed`; valid permissions are",
+            ),
         ];
         for (json, needle) in table {
             let err = load(json).unwrap_err().to_string();

@@ -199,6 +199,101 @@ fn no_host_or_grandchild_outlives_a_sigkilled_supervisor() {
     );
 }
 
+fn grant_cli(sup: &Supervisor, verb: &str, permission: &str) -> Output {
+    let config = sup.dir.path().join("exthost.toml");
+    Command::new(BIN)
+        .args([verb, "test.api-client", permission, "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(sup.socket())
+        .env("XDG_RUNTIME_DIR", sup.dir.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn grant_revoke_and_deny_apply_to_a_running_supervisor() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("src/private")).unwrap();
+    std::fs::write(ws.path().join("src/a.txt"), "granted text").unwrap();
+    std::fs::write(ws.path().join("src/private/key"), "private").unwrap();
+    let body = format!(
+        "[[extension]]\npath = {:?}\n",
+        fixture("api-client").to_str().unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &body);
+    let workspace = format!(
+        "[supervisor]\nworkspace = [{:?}]\n",
+        ws.path().to_str().unwrap()
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("[supervisor]\n", &workspace, 1);
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sup = Supervisor { child, dir };
+    sup.wait_running(1);
+    let read = |path: &str| {
+        let args = serde_json::json!([ws.path().join(path).to_str().unwrap()]).to_string();
+        let out = sup.cli(&["exec", "test.api-client", "api.read", &args]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(read("src/a.txt")["code"], "PermissionDenied");
+
+    let out = grant_cli(&sup, "grant", "fileSystem.read");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("the running supervisor applied it"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read("src/a.txt")["ok"], "granted text");
+    assert_eq!(read("src/private/key")["ok"], "private");
+
+    let out = grant_cli(&sup, "deny", "fileSystem.read:src/private/**");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read("src/private/key")["code"], "PermissionDenied");
+    assert_eq!(read("src/a.txt")["ok"], "granted text");
+
+    let out = grant_cli(&sup, "revoke", "fileSystem.read");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read("src/a.txt")["code"], "PermissionDenied");
+
+    let grants = std::fs::read_to_string(sup.dir.path().join("grants.toml")).unwrap();
+    assert!(
+        grants.contains("version = \"1.0.0\"") && grants.contains("src/private/**"),
+        "{grants}"
+    );
+    let bad = grant_cli(&sup, "grant", "fileSystem.execute");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("valid permissions are"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_config_typo_names_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -178,10 +178,8 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await
         .context("failed to open the control socket")?;
     tracing::info!(socket = %socket.display(), hosts = manager.ids().len(), "supervisor running");
-    let server = tokio::spawn(control::serve(
-        listener,
-        ControlHandler::new(Arc::clone(&manager)),
-    ));
+    let handler = ControlHandler::new(Arc::clone(&manager)).with_broker(broker);
+    let server = tokio::spawn(control::serve(listener, handler));
     for (id, result) in manager.start_all().await {
         if let Err(err) = result {
             tracing::error!(extension = %id, error = %err, "host did not start");
