@@ -15,7 +15,12 @@
 //! - [`process`]: spawning a host with a cleared environment, its IPC socket at fd 3, its output
 //!   captured, and a PID namespace so nothing it starts outlives it. [`process::sys`] holds the
 //!   only `unsafe` code.
-//! - [`broker`]: serving the host API; [`broker::DenyAll`] refuses everything by default.
+//! - [`broker`]: serving the host API. [`broker::Broker`] rate-limits, checks permissions and
+//!   serves each call; [`broker::DenyAll`] refuses everything and is the manager's default.
+//! - [`permissions`]: permission strings with path, host and command scopes, grants, and the
+//!   effective set (asked for ∩ granted, deny wins).
+//! - [`paths`]: turning the paths extensions send into files opened beneath an allowed root.
+//! - [`ratelimit`]: per-extension token buckets for the host API.
 //! - [`extension`]: reading an extension's `package.json`.
 //! - [`runtime`]: the embedded Node.js host and the private runtime directory.
 //! - [`config`] and [`control`]: the standalone `dscode-exthost run` and its control socket.

@@ -349,7 +349,9 @@ fn demo_runs_and_exits_zero() {
     );
     for needle in [
         "Hello, DSCode!",
-        "may not call `fs/readFile`",
+        "lacks `fileSystem.read` for workspace:.ssh/id_ed25519",
+        r#"{"words":6,"lines":2,"chars":32}"#,
+        "<outside allowed roots>",
         "unhealthy (killed by signal 9",
         "Hello, again!",
         "NOT enforced",

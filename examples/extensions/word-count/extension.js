@@ -1,8 +1,8 @@
 'use strict';
 
 // Example extension. `wordCount.readWorkspaceFile` reads through context.fs, a request the
-// supervisor's broker checks: this manifest asks for no permissions, so the broker answers
-// PermissionDenied until `fileSystem.read` is declared and granted.
+// supervisor's broker checks: the manifest asks for `fileSystem.read` on `.txt` files of the
+// workspace, so once that is granted the broker serves those and refuses everything else.
 
 function count(text) {
   if (typeof text !== 'string') throw new TypeError('wordCount.count(text): text must be a string');

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use dscode_extension_host::broker::DenyAll;
+use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
 use dscode_extension_host::lifecycle::{
     ExtensionHostManager, ExtensionHostState, HostHandle, HostOptions, RestartPolicy,
 };
+use dscode_extension_host::permissions::GrantsFile;
 use dscode_extension_host::process::Containment;
+use dscode_extension_host::ratelimit::RateLimitConfig;
 use dscode_extension_host::runtime::{EXAMPLE_EXTENSIONS, NodeRuntime, runtime_dir, write_tree};
 use serde_json::value::RawValue;
 
@@ -41,7 +43,8 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "NOTE: OS isolation (bubblewrap/Landlock/seccomp) is NOT enforced yet; it arrives with the\n      \
          sandbox backends. What runs today: one process per extension, a cleared environment,\n      \
-         a PID namespace so nothing a host starts outlives it, and a broker that grants nothing.\n"
+         a PID namespace so nothing a host starts outlives it, and a broker that grants only what\n      \
+         the manifest asks for and the user allowed.\n"
     );
     let dir = runtime_dir().context("failed to prepare the runtime directory")?;
     let examples = write_tree(&dir.join("demo-extensions"), EXAMPLE_EXTENSIONS)
@@ -56,10 +59,22 @@ pub async fn run() -> anyhow::Result<()> {
         },
         ..HostOptions::default()
     };
-    let manager = ExtensionHostManager::new(Arc::new(DenyAll));
+    let workspace = demo_workspace(&dir)?;
+    let mut grants = GrantsFile::default();
+    // What a user would click in the editor's permission prompt.
+    grants.grant("dscode.word-count", "1.0.0", &[], "fileSystem.read")?;
+    let broker = Broker::new(
+        vec![workspace.clone()],
+        Arc::new(grants),
+        Arc::new(ConsoleUi::default()),
+        RateLimitConfig::default(),
+    );
+    let manager = ExtensionHostManager::new(Arc::new(broker.clone()));
     let mut events = manager.subscribe();
     for name in ["hello", "word-count"] {
-        manager.add(node.host_spec(&examples.join(name), options.clone())?)?;
+        let spec = node.host_spec(&examples.join(name), options.clone())?;
+        broker.register(ExtensionInfo::from_spec(&spec)).await?;
+        manager.add(spec)?;
     }
     let printer = tokio::spawn(async move {
         while let Some(change) = events.recv().await {
@@ -100,7 +115,25 @@ pub async fn run() -> anyhow::Result<()> {
     )
     .await?;
 
-    println!("\n3. An extension asks for a file it was not granted");
+    println!(
+        "\n3. File access through the broker: word-count asks for `fileSystem.read:**/*.txt`, granted"
+    );
+    let file =
+        |rel: &str| serde_json::json!([workspace.join(rel).display().to_string()]).to_string();
+    call(
+        &words,
+        "wordCount.readWorkspaceFile",
+        &file("notes/todo.txt"),
+    )
+    .await?;
+    println!("  ...a file of the workspace outside the scope it asked for:");
+    call(
+        &words,
+        "wordCount.readWorkspaceFile",
+        &file(".ssh/id_ed25519"),
+    )
+    .await?;
+    println!("  ...and a file outside every root (the answer does not echo the path):");
     call(&words, "wordCount.readWorkspaceFile", r#"["/etc/passwd"]"#).await?;
 
     println!("\n4. Killing the hello host with SIGKILL; the supervisor notices and restarts it");
@@ -146,6 +179,20 @@ async fn kill_and_watch_restart(hello: &HostHandle) -> anyhow::Result<()> {
         status.restarts
     );
     Ok(())
+}
+
+/// A small workspace with a note the extension may read and a key it may not.
+fn demo_workspace(runtime: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let workspace = runtime.join("demo-workspace");
+    for (rel, text) in [
+        ("notes/todo.txt", "ship the sandbox\nwrite the docs\n"),
+        (".ssh/id_ed25519", "not a real key\n"),
+    ] {
+        let path = workspace.join(rel);
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        std::fs::write(path, text)?;
+    }
+    Ok(workspace)
 }
 
 /// Lets the event printer catch up so the output reads in order.
