@@ -158,7 +158,7 @@ async fn stop_during_backoff_stops_at_once() {
 #[tokio::test]
 async fn a_host_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let env = Env::new();
-    let host = env.host(&fixture("ignore-sigterm"), fast());
+    let host = env.host(&fixture("wedged-deactivate"), fast());
     let mut events = host.subscribe();
     host.start().await.unwrap();
     let pid = host.status().pid.unwrap();

@@ -19,6 +19,7 @@ when the byte stream can no longer be trusted (oversize or truncated frame, a ba
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import math
 import os
@@ -57,7 +58,7 @@ _PAYLOAD_KEYS = {
     "heartbeat": ({"seq"}, set()),
     "shutdown": ({"graceMs"}, {"reason"}),
 }
-_HOST_CONFIG_KEYS = ({"extensionPath", "heartbeatIntervalMs", "shutdownGraceMs"}, {"storagePath"})
+_HOST_CONFIG_KEYS = ({"extensionPath", "heartbeatIntervalMs", "shutdownGraceMs"}, {"storagePath", "secrets"})
 _ERROR_KEYS = ({"code", "message"}, {"data"})
 
 
@@ -197,6 +198,9 @@ def validate_envelope(msg) -> None:
             _check_uint(config, "heartbeatIntervalMs", "config")
             _check_uint(config, "shutdownGraceMs", "config")
             _check_str(config, "storagePath", "config")
+            secrets = config.get("secrets", {})
+            if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+                raise ValueError("config.secrets must be an object of strings")
     elif kind in ("request", "notification"):
         _check_str(payload, "method", kind, non_empty=True)
     elif kind == "response":
@@ -367,6 +371,8 @@ class AgentFactory:
         self._next_id = 1
         self._calls = 0
         self._started = time.monotonic()
+        # Secrets from the handshake; used by the factory, never returned or logged.
+        self.secrets: dict = {}
 
     def commands(self) -> dict:
         """Command id -> handler(args, cancelled: threading.Event)."""
@@ -377,6 +383,7 @@ class AgentFactory:
             "agents.delete": self.delete,
             "agents.slow": self.slow,
             "factory.stats": self.stats,
+            "factory.secretDigests": self.secret_digests,
         }
 
     def create(self, args: list, cancelled: threading.Event) -> dict:
@@ -443,6 +450,11 @@ class AgentFactory:
                 "calls": self._calls,
                 "uptime_s": round(time.monotonic() - self._started, 3),
             }
+
+    def secret_digests(self, args: list, cancelled: threading.Event) -> dict:
+        """SHA-256 of each secret received at handshake: proves delivery without revealing it."""
+        _arity("factory.secretDigests", args, ())
+        return {name: hashlib.sha256(value.encode()).hexdigest() for name, value in self.secrets.items()}
 
     def close(self) -> None:
         """deactivate(): release what activation built (here, just the agents)."""
@@ -585,6 +597,8 @@ class Host:
         if interval_ms <= 0:
             _die(EX_PROTOCOL, "config.heartbeatIntervalMs must be positive")
         self.heartbeat_s = interval_ms / 1000
+        # Model API keys and the like arrive here, never through the environment or argv.
+        self.factory.secrets = dict(config.get("secrets", {}))
 
     def _read_first_frame(self) -> bytes:
         while True:

@@ -10,6 +10,7 @@ instead of hanging it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -26,7 +27,15 @@ TIMEOUT = 15.0
 # Long enough that it never finishes during a test: anything that must happen "before the slow call
 # ends" is then a question of order, not of timing.
 FOREVER_MS = 600_000
-COMMANDS = ["agents.create", "agents.call", "agents.list", "agents.delete", "agents.slow", "factory.stats"]
+COMMANDS = [
+    "agents.create",
+    "agents.call",
+    "agents.list",
+    "agents.delete",
+    "agents.slow",
+    "factory.stats",
+    "factory.secretDigests",
+]
 MESSAGE_TYPES = {"handshake", "request", "response", "notification", "cancel", "heartbeat", "shutdown"}
 
 
@@ -138,8 +147,11 @@ class Supervisor:
     def send(self, msg) -> None:
         self.sock.sendall(frame(msg))
 
-    def handshake(self, version: int = 1, heartbeat_ms: int = 60_000) -> dict:
+    def handshake(self, version: int = 1, heartbeat_ms: int = 60_000, secrets: dict | None = None) -> dict:
         hello = self.take(lambda m: m["type"] == "handshake", "the host's handshake")
+        config = {"extensionPath": HERE, "heartbeatIntervalMs": heartbeat_ms, "shutdownGraceMs": 2000}
+        if secrets is not None:
+            config["secrets"] = secrets
         self.send(
             {
                 "id": None,
@@ -149,7 +161,7 @@ class Supervisor:
                     "extensionId": "local.agent-factory",
                     "pid": os.getpid(),
                     "runtime": "dscode-exthost",
-                    "config": {"extensionPath": HERE, "heartbeatIntervalMs": heartbeat_ms, "shutdownGraceMs": 2000},
+                    "config": config,
                 },
             }
         )
@@ -204,6 +216,20 @@ class SessionTest(unittest.TestCase):
         self.assertEqual(hello["payload"]["runtime"], "python")
         self.assertIsInstance(hello["payload"]["runtimeVersion"], str)
         self.assertEqual(sup.call("extension/activate", {}), {"result": {"commands": COMMANDS}})
+
+    def test_handshake_secrets_reach_the_factory_and_are_never_echoed(self):
+        sup = Supervisor(self)
+        value = "sk-test-0123456789abcdef"
+        sup.handshake(secrets={"MODEL_API_KEY": value})
+        self.assertEqual(sup.call("extension/activate", {}), {"result": {"commands": COMMANDS}})
+        reply = sup.execute("factory.secretDigests")
+        self.assertEqual(reply, {"result": {"MODEL_API_KEY": hashlib.sha256(value.encode()).hexdigest()}})
+        self.assertNotIn(value, json.dumps(reply))
+
+    def test_non_string_secrets_are_a_bad_handshake(self):
+        sup = Supervisor(self)
+        sup.handshake(secrets={"KEY": 1})
+        self.assertNotEqual(sup.proc.wait(timeout=TIMEOUT), 0)
 
     def test_commands_are_refused_before_activation(self):
         sup = Supervisor(self)

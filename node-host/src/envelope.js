@@ -120,11 +120,21 @@ const integer = (value, path, nonPlain) =>
     ? null
     : `${path} must be an integer from 0 to ${MAX_ID}, written as plain digits`;
 
+// Secrets a host receives at handshake: a flat object of strings.
+const stringMap = (value, path) => {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return `${path} must be an object`;
+  for (const [key, item] of Object.entries(value)) {
+    if (typeof item !== 'string') return `${path}.${key} must be a string`;
+  }
+  return null;
+};
+
 const HOST_CONFIG = {
   extensionPath: { check: string, required: true },
   heartbeatIntervalMs: { check: integer, required: true },
   shutdownGraceMs: { check: integer, required: true },
   storagePath: { check: string, required: false },
+  secrets: { check: stringMap, required: false },
 };
 
 const ERROR = {
