@@ -169,7 +169,21 @@ pub enum RegisterError {
 struct Served {
     info: ExtensionInfo,
     permissions: RwLock<ExtensionPermissions>,
+    /// Follows symbolic links that stay inside their root.
     paths: PathValidator,
+    /// Follows no symbolic links at all; used whenever a scope or a deny limits the call, because
+    /// scopes are checked on the path as written and a link could lead across their boundary.
+    strict_paths: PathValidator,
+}
+
+impl Served {
+    fn validator(&self, follow_links: bool) -> &PathValidator {
+        if follow_links {
+            &self.paths
+        } else {
+            &self.strict_paths
+        }
+    }
 }
 
 struct Inner {
@@ -229,18 +243,22 @@ impl Broker {
             source,
         };
         let mut paths = PathValidator::new();
-        for folder in &self.inner.workspace {
-            paths
-                .add_root(RootKind::Workspace, folder)
+        let mut strict_paths = PathValidator::new();
+        strict_paths.force_walk_resolver();
+        for validator in [&mut paths, &mut strict_paths] {
+            for folder in &self.inner.workspace {
+                validator
+                    .add_root(RootKind::Workspace, folder)
+                    .map_err(root_error)?;
+            }
+            validator
+                .add_root(RootKind::Extension, &info.extension_path)
                 .map_err(root_error)?;
-        }
-        paths
-            .add_root(RootKind::Extension, &info.extension_path)
-            .map_err(root_error)?;
-        if let Some(storage) = &info.storage_path {
-            paths
-                .add_root(RootKind::Storage, storage)
-                .map_err(root_error)?;
+            if let Some(storage) = &info.storage_path {
+                validator
+                    .add_root(RootKind::Storage, storage)
+                    .map_err(root_error)?;
+            }
         }
         let permissions = self.decide(&info).await?;
         tracing::info!(extension = %info.id, granted = ?permissions.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(), "extension registered with the broker");
@@ -248,6 +266,7 @@ impl Broker {
             info,
             permissions: RwLock::new(permissions),
             paths,
+            strict_paths,
         });
         self.inner
             .extensions
@@ -561,25 +580,47 @@ async fn serve_file(
         "fs/delete" => Permission::FileSystemDelete,
         _ => Permission::FileSystemRead,
     };
-    let resolved = served.paths.resolve(&p.path).map_err(|e| path_error(&e))?;
-    let root = scope_root(resolved.root_kind()).ok_or_else(|| {
+    let root = served
+        .paths
+        .resolve(&p.path)
+        .map_err(|e| path_error(&e))?
+        .root_kind();
+    let scope_root = scope_root(root).ok_or_else(|| {
         ErrorObject::new(
             ErrorCode::PermissionDenied,
-            format!("{resolved} cannot be granted to extensions"),
+            format!("{root} paths cannot be granted to extensions"),
         )
     })?;
+    let follow_links = {
+        let permissions = served.permissions.read().expect("permissions");
+        permissions.covers_whole_root(permission, scope_root)
+    };
+    let served = Arc::clone(served);
+    let resolved = served
+        .validator(follow_links)
+        .resolve(&p.path)
+        .map_err(|e| path_error(&e))?;
     served
         .permissions
         .read()
         .expect("permissions")
-        .check_path(permission, root, std::path::Path::new(resolved.relative()))
+        .check_path(
+            permission,
+            scope_root,
+            std::path::Path::new(resolved.relative()),
+        )
         .map_err(|e| denied(&e))?;
-    let served = Arc::clone(served);
     let method = method.to_owned();
     let max_file = inner.max_file;
     // The file system calls block; keep them off the runtime's worker threads.
     tokio::task::spawn_blocking(move || {
-        file_operation(&served.paths, &resolved, &method, p, max_file)
+        file_operation(
+            served.validator(follow_links),
+            &resolved,
+            &method,
+            p,
+            max_file,
+        )
     })
     .await
     .map_err(|err| ErrorObject::new(ErrorCode::Internal, format!("file operation failed: {err}")))?
@@ -710,7 +751,8 @@ fn host_and_port(url: &str) -> Option<(String, u16)> {
         "https" | "wss" => 443,
         _ => return None,
     };
-    let authority = rest.split(['/', '?', '#']).next()?;
+    // A backslash ends the authority for WHATWG URL parsers, which is what fetch uses.
+    let authority = rest.split(['/', '?', '#', '\\']).next()?;
     // Credentials in the URL are not part of the host.
     let authority = authority
         .rsplit_once('@')
@@ -738,6 +780,10 @@ mod tests {
             ("http://Example.COM:8080/x?y", Some(("example.com", 8080))),
             ("https://user:pw@evil.com/", Some(("evil.com", 443))),
             ("https://good.com@evil.com/", Some(("evil.com", 443))),
+            (
+                "https://evil.com\\@api.example.com/",
+                Some(("evil.com", 443)),
+            ),
             ("wss://a.b", Some(("a.b", 443))),
             ("ftp://a.b", None),
             ("https://a.b:notaport/", None),

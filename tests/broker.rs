@@ -274,6 +274,38 @@ async fn the_network_scope_is_checked_before_anything_else() {
 }
 
 #[tokio::test]
+async fn symbolic_links_cannot_carry_a_read_across_a_scope_or_a_deny() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    // Links inside the workspace that lead out of the granted scope and into a denied one.
+    std::os::unix::fs::symlink("../secret.txt", ws.root().join("src/to-secret")).unwrap();
+    std::os::unix::fs::symlink("private/key", ws.root().join("src/to-private")).unwrap();
+    let policy = grants(
+        "test.api-client",
+        &["fileSystem.read"],
+        &["fileSystem.read:src/private/**"],
+    );
+    let (host, _) = start(
+        &env,
+        &ws,
+        &fixture("api-client"),
+        policy,
+        RateLimitConfig::default(),
+    )
+    .await;
+    for link in ["src/to-secret", "src/to-private"] {
+        let outcome = call(&host, "api.read", serde_json::json!([ws.path(link)])).await;
+        assert_eq!(code(&outcome), "InvalidPath", "{link}: {outcome}");
+        assert!(outcome.get("ok").is_none(), "{link} leaked {outcome}");
+    }
+    // Positive control: a regular file in the scope reads fine.
+    assert_eq!(
+        call(&host, "api.read", serde_json::json!([ws.path("src/a.txt")])).await["ok"],
+        "inside"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn deny_wins_over_allow() {
     let (env, ws) = (Env::new(), Workspace::new());
     let policy = grants(

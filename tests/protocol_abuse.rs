@@ -123,3 +123,32 @@ async fn frame_level_errors_end_only_the_offending_connection() {
         manager.stop_all().await;
     }
 }
+
+#[tokio::test]
+async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
+    let manager = ExtensionHostManager::new(Arc::new(DenyAll));
+    let mut spec = rogue("deaf");
+    // Long enough that only the request deadline and stop() are under test, not hang detection.
+    spec.options.heartbeat_timeout = std::time::Duration::from_secs(300);
+    let deaf = manager.add(spec).unwrap();
+    deaf.start().await.unwrap();
+    // Let the flood fill the socket buffers and the supervisor's outbound queue.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        deaf.request_with("host/echo", None, std::time::Duration::from_secs(1), None),
+    )
+    .await
+    .expect("a request to a deaf host must end at its deadline");
+    assert!(
+        matches!(
+            outcome,
+            Err(dscode_extension_host::ipc::RequestError::Timeout { .. })
+        ),
+        "{outcome:?}"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(30), deaf.stop())
+        .await
+        .expect("stop() must finish");
+    assert_eq!(deaf.state(), S::Stopped);
+}

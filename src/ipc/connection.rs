@@ -448,18 +448,26 @@ impl Connection {
             id,
             reason: "abandoned by caller",
         };
-        if shared.outbound.send(frame).await.is_err() {
-            return Err(RequestError::Closed(shared.reason()));
-        }
         let never = CancellationToken::new();
         let cancel = cancel.unwrap_or(&never);
-        tokio::select! {
-            answer = rx => match answer {
+        // One deadline covers both waiting for room in the outbound queue (a peer that stops
+        // reading fills it) and waiting for the answer.
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let answer = async {
+            if shared.outbound.send(frame).await.is_err() {
+                return Err(RequestError::Closed(shared.reason()));
+            }
+            match rx.await {
                 Ok(Ok(result)) => Ok(result),
                 Ok(Err(error)) => Err(RequestError::Remote(error)),
                 Err(_) => Err(RequestError::Closed(shared.reason())),
-            },
-            () = tokio::time::sleep(timeout) => {
+            }
+        };
+        tokio::select! {
+            biased;
+            result = answer => result,
+            () = &mut deadline => {
                 guard.reason = "timeout";
                 Err(RequestError::Timeout { method: method.to_owned(), after: timeout })
             }
@@ -467,6 +475,9 @@ impl Connection {
                 guard.reason = "cancelled";
                 Err(RequestError::Cancelled { method: method.to_owned() })
             }
+            // The reader clears the pending table when it closes, but an entry inserted in the
+            // same moment would be missed; watching the close directly cannot miss it.
+            () = shared.closed.cancelled() => Err(RequestError::Closed(shared.reason())),
         }
     }
 
@@ -747,8 +758,12 @@ async fn write_loop(
                 batch.clear();
             }
             std::io::Result::Ok(())
-        }
-        .await;
+        };
+        // A peer that stops reading blocks the write; closing the connection must still end it.
+        let result = tokio::select! {
+            result = result => result,
+            () = shared.closed.cancelled() => break,
+        };
         if let Err(err) = result {
             tracing::debug!(peer = %shared.peer, error = %err, "write failed; closing connection");
             shared.close(CloseReason::Frame(format!("write failed: {err}")));

@@ -612,6 +612,13 @@ fn with_id<E: de::Error>(mut message: Message, id: Option<u64>) -> Result<Messag
             outcome: Err(error),
             ..
         } if error.code.is_empty() => Err(E::custom("error code must not be empty")),
+        Message::Heartbeat { seq: n } | Message::Shutdown { grace_ms: n, .. }
+            if *n > MAX_REQUEST_ID =>
+        {
+            Err(E::custom(format!(
+                "{n} is above the protocol's integer limit {MAX_REQUEST_ID}"
+            )))
+        }
         _ => Ok(message),
     }
 }
@@ -745,6 +752,18 @@ mod tests {
             (
                 r#"{"id":9007199254740992,"type":"cancel","payload":{}}"#,
                 false,
+            ),
+            (
+                r#"{"id":null,"type":"heartbeat","payload":{"seq":9007199254740992}}"#,
+                false,
+            ),
+            (
+                r#"{"id":null,"type":"shutdown","payload":{"graceMs":9007199254740992}}"#,
+                false,
+            ),
+            (
+                r#"{"id":null,"type":"heartbeat","payload":{"seq":9007199254740991}}"#,
+                true,
             ),
             (r#"{"id":-1,"type":"cancel","payload":{}}"#, false),
             (r#"{"id":1.5,"type":"cancel","payload":{}}"#, false),

@@ -604,15 +604,14 @@ impl Job {
                 reason: Some("stop requested".into()),
                 grace_ms,
             };
-            if connection.send(&shutdown).await.is_ok() {
-                // A little slack over the host's own deadline for it to flush and exit.
-                let slack = Duration::from_millis(250);
-                if tokio::time::timeout(options.shutdown_grace + slack, host.process.child.wait())
-                    .await
-                    .is_ok()
-                {
-                    return StopOutcome::Graceful;
-                }
+            // One bound for queueing the message (a host that stopped reading never makes room)
+            // and for the host to deactivate and exit, with a little slack to flush.
+            let child = &mut host.process.child;
+            let graceful =
+                async { connection.send(&shutdown).await.is_ok() && child.wait().await.is_ok() };
+            let slack = Duration::from_millis(250);
+            if tokio::time::timeout(options.shutdown_grace + slack, graceful).await == Ok(true) {
+                return StopOutcome::Graceful;
             }
         }
         signal_host(group, libc::SIGTERM);

@@ -296,6 +296,10 @@ impl fmt::Display for PermissionRequest {
     }
 }
 
+/// Limits on a path scope; real scopes are a handful of segments.
+const MAX_GLOB_SEGMENTS: usize = 32;
+const MAX_GLOB_LEN: usize = 512;
+
 fn parse_path_scope(scope: &str) -> Result<Scope, String> {
     let (root, glob) = match scope.split_once(':') {
         Some(("workspace", glob)) => (ScopeRoot::Workspace, glob),
@@ -320,6 +324,11 @@ fn parse_path_scope(scope: &str) -> Result<Scope, String> {
         .any(|s| s.is_empty() || s == "." || s == "..")
     {
         return Err("a path scope may not contain empty, `.` or `..` segments".into());
+    }
+    if segments.len() > MAX_GLOB_SEGMENTS || glob.len() > MAX_GLOB_LEN {
+        return Err(format!(
+            "a path scope has at most {MAX_GLOB_SEGMENTS} segments and {MAX_GLOB_LEN} characters"
+        ));
     }
     Ok(Scope::Path {
         root,
@@ -388,25 +397,59 @@ fn glob_matches(glob: &[String], path: &Path) -> bool {
     match_segments(glob, &segments)
 }
 
+/// `**`-aware segment matching as a table over (glob position, path position): O(glob × path)
+/// segment comparisons, however the `**`s are arranged. A backtracking matcher is exponential in
+/// the number of `**`s, and both the glob (the manifest) and the path (the request) come from the
+/// extension.
 fn match_segments(glob: &[String], path: &[&str]) -> bool {
-    match glob.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_segments(rest, &path[skip..]))
+    // reachable[j]: the glob so far can match path[..j].
+    let mut reachable = vec![false; path.len() + 1];
+    reachable[0] = true;
+    for pattern in glob {
+        let mut next = vec![false; path.len() + 1];
+        if pattern == "**" {
+            // `**` consumes any number of segments: everything from the first reachable point on.
+            let mut seen = false;
+            for (j, slot) in next.iter_mut().enumerate() {
+                seen |= reachable[j];
+                *slot = seen;
+            }
+        } else {
+            for (j, segment) in path.iter().enumerate() {
+                next[j + 1] = reachable[j] && match_segment(pattern.as_bytes(), segment.as_bytes());
+            }
         }
-        Some((first, rest)) => path.split_first().is_some_and(|(name, path_rest)| {
-            match_segment(first.as_bytes(), name.as_bytes()) && match_segments(rest, path_rest)
-        }),
+        reachable = next;
     }
+    reachable[path.len()]
 }
 
+/// `*` and `?` within one segment, by the usual two-pointer scan that backtracks only to the
+/// last `*`: O(pattern × name) in the worst case, never exponential.
 fn match_segment(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| match_segment(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && match_segment(rest, &name[1..]),
-        Some((c, rest)) => name.first() == Some(c) && match_segment(rest, &name[1..]),
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((star_p, star_n)) => {
+                    p = star_p + 1;
+                    n = star_n + 1;
+                    star = Some((star_p, star_n + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -483,6 +526,52 @@ mod tests {
             );
         }
         assert!(!p("fileSystem.write").covers_path(Permission::FileSystemRead, ws, Path::new("a")));
+    }
+
+    #[test]
+    fn hostile_globs_match_in_polynomial_time() {
+        let deep: Vec<String> = (0..2000).map(|i| format!("d{i}")).collect();
+        let deep_path = deep.join("/") + "/y";
+        let name = "a".repeat(4000);
+        let cases = [
+            (
+                "fileSystem.read:**/**/**/**/**/**/**/**/**/**/**/**/x",
+                deep_path.clone(),
+                false,
+            ),
+            (
+                "fileSystem.read:**/**/**/**/**/**/**/**/**/**/**/**/y",
+                deep_path,
+                true,
+            ),
+            (
+                "fileSystem.read:*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b",
+                name.clone(),
+                false,
+            ),
+            (
+                "fileSystem.read:*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a",
+                name,
+                true,
+            ),
+        ];
+        // With naive backtracking each of these would run for longer than anyone would wait;
+        // finishing at all is the assertion, the expected results check correctness.
+        for (entry, path, expected) in cases {
+            let covered = p(entry).covers_path(
+                Permission::FileSystemRead,
+                ScopeRoot::Workspace,
+                Path::new(&path),
+            );
+            assert_eq!(covered, expected, "{entry}");
+        }
+        let huge = format!("fileSystem.read:{}", vec!["a"; 40].join("/"));
+        assert!(
+            PermissionRequest::parse(&huge)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 32 segments")
+        );
     }
 
     #[test]

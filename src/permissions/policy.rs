@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{Permission, PermissionParseError, PermissionRequest, ScopeRoot};
+use super::manifest::{Permission, PermissionParseError, PermissionRequest, Scope, ScopeRoot};
 
 /// What the user or admin decided for one extension.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +224,25 @@ impl ExtensionPermissions {
         } else {
             Err(self.denied(permission, shown))
         }
+    }
+
+    /// Whether `permission` covers every path under `root` with no deny carving anything out.
+    /// Only then may the broker follow symbolic links inside the root: scopes and denies are
+    /// matched against the path as written, and a link could lead across their boundary.
+    #[must_use]
+    pub fn covers_whole_root(&self, permission: Permission, root: ScopeRoot) -> bool {
+        let whole = self.allowed.iter().any(|a| {
+            a.permission == permission
+                && match &a.scope {
+                    None => root == ScopeRoot::Workspace,
+                    Some(Scope::Path {
+                        root: scope_root,
+                        glob,
+                    }) => *scope_root == root && glob.len() == 1 && glob[0] == "**",
+                    Some(_) => false,
+                }
+        });
+        whole && !self.denied.iter().any(|d| d.permission == permission)
     }
 
     /// Whether `permission` is allowed for `host:port`. Deny wins.

@@ -165,6 +165,12 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
         .process_group(0)
         .kill_on_drop(true);
     if let Some(cwd) = &command.cwd {
+        // Checked here because a missing working directory fails the spawn with the same
+        // `NotFound` as a missing program, and would be reported as one.
+        if !cwd.is_dir() {
+            let message = format!("working directory {} does not exist", cwd.display());
+            return Err(io_err(io::Error::new(io::ErrorKind::NotFound, message)));
+        }
         cmd.current_dir(cwd);
     }
     let plan = ContainPlan {
@@ -181,7 +187,12 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
     unsafe {
         cmd.pre_exec(move || sys::contain_in_child(&plan));
     }
-    let mut child = cmd.spawn().map_err(|source| {
+    let runtime = tokio::runtime::Handle::current();
+    let spawned = on_spawner_thread(move || {
+        let _runtime = runtime.enter();
+        cmd.spawn()
+    });
+    let mut child = spawned.map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
             SpawnError::NotFound {
                 program: program.clone(),
@@ -225,6 +236,31 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
         containment,
         readers,
     })
+}
+
+/// Runs `fork` on one thread that lives as long as the process.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process. The
+/// runtime's threads come and go (the blocking pool retires idle threads, `block_in_place` hands
+/// a worker over), so forking on them would kill healthy hosts whenever such a thread retires.
+fn on_spawner_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    type Job = Box<dyn FnOnce() + Send>;
+    static SPAWNER: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("dscode-exthost-spawner".into())
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .expect("failed to start the spawner thread");
+        jobs
+    });
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    spawner
+        .send(Box::new(move || drop(done.send(work()))))
+        .expect("the spawner thread lives as long as the process");
+    result
+        .recv()
+        .expect("the spawner thread lives as long as the process")
 }
 
 fn hint_for(program: &std::path::Path) -> String {

@@ -111,6 +111,9 @@ pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     if let Some((from, to)) = plan.ipc {
         place_fd(from, to)?;
     }
+    // Whatever the embedding process left open without close-on-exec (a C library's log file, a
+    // socket) must not reach the host: everything above the IPC fd closes at exec.
+    cloexec_from(plan.ipc.map_or(3, |(_, to)| to + 1));
     if !plan.pid_namespace || unshare_namespaces(plan).is_err() {
         return Ok(());
     }
@@ -205,6 +208,28 @@ fn block_signals(signals: &[libc::c_int]) -> io::Result<(libc::sigset_t, ())> {
     }
 }
 
+/// Sets close-on-exec on every fd from `first` up.
+fn cloexec_from(first: RawFd) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let Ok(first_u) = libc::c_uint::try_from(first) else {
+        return;
+    };
+    // SAFETY: close_range and fcntl take plain integers; the fallback touches only our own fds.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first_u,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            for fd in first..4096 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// Closes every fd except `keep`.
 fn close_all_but(keep: RawFd) {
     let Ok(keep_u) = libc::c_uint::try_from(keep) else {
@@ -243,8 +268,11 @@ unsafe fn run_shim(host: libc::pid_t, live_write: RawFd, live_read: RawFd) -> ! 
         if libc::WIFSIGNALED(status) {
             let signal = libc::WTERMSIG(status);
             libc::signal(signal, libc::SIG_DFL);
+            // Unblock only that signal: a group SIGTERM still pending here must not be what the
+            // shim dies of when the host died of something else.
             let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&raw mut set);
+            libc::sigfillset(&raw mut set);
+            libc::sigdelset(&raw mut set, signal);
             libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
             libc::kill(libc::getpid(), signal);
             libc::_exit(128 + signal);
