@@ -29,6 +29,7 @@ use crate::permissions::{
     ScopeRoot,
 };
 use crate::ratelimit::{ApiFamily, RateLimitConfig, RateLimited, RateLimiter};
+use crate::secrets::{Secret, SecretError, SecretStorage};
 
 /// Refuses every host API call with `PermissionDenied`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -192,6 +193,7 @@ struct Inner {
     policy: Arc<dyn PermissionPolicy>,
     ui: Arc<dyn UiHandler>,
     limiter: RateLimiter,
+    secrets: std::sync::OnceLock<SecretStorage>,
     /// Files larger than this are refused instead of read, so a reply always fits in a frame.
     max_file: u64,
 }
@@ -228,6 +230,7 @@ impl Broker {
                 ui,
                 limiter: RateLimiter::new(rate_limit),
                 max_file: 768 * 1024,
+                secrets: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -316,6 +319,13 @@ impl Broker {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Serves `secrets/*` from `storage`: each extension sees only its own secrets, because the
+    /// extension id comes from the connection. Without storage those calls answer `Unsupported`.
+    /// Only the first call has an effect.
+    pub fn set_secret_storage(&self, storage: SecretStorage) {
+        let _ = self.inner.secrets.set(storage);
     }
 
     /// Stops serving `extension` and forgets its rate-limit state.
@@ -519,10 +529,13 @@ async fn serve(
             } else {
                 Permission::SecretsWrite
             })?;
-            Err(ErrorObject::new(
-                ErrorCode::Unsupported,
-                "secret storage is not available in this supervisor yet",
-            ))
+            let storage = inner.secrets.get().ok_or_else(|| {
+                ErrorObject::new(
+                    ErrorCode::Unsupported,
+                    "this supervisor has no secret storage",
+                )
+            })?;
+            serve_secret(storage, id, method, raw).await
         }
         "network/fetch" => {
             let FetchParams { url } = params(method, raw)?;
@@ -547,6 +560,52 @@ async fn serve(
             ErrorCode::MethodNotFound,
             format!("the host API has no method `{other}`"),
         )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretParams {
+    key: String,
+    #[serde(default)]
+    value: Option<Secret>,
+}
+
+async fn serve_secret(
+    storage: &SecretStorage,
+    extension: &str,
+    method: &str,
+    raw: Option<&RawValue>,
+) -> Result<Box<RawValue>, ErrorObject> {
+    let SecretParams { key, value } = params(method, raw)?;
+    let failed = |err: SecretError| {
+        // The extension's own mistakes (an empty or oversized key or value) are its error to fix.
+        let code = match err {
+            SecretError::EmptyKey
+            | SecretError::KeyTooLong { .. }
+            | SecretError::EmptyValue
+            | SecretError::ValueTooLarge { .. }
+            | SecretError::NotUtf8 => ErrorCode::InvalidParams,
+            _ => ErrorCode::Internal,
+        };
+        ErrorObject::new(code, err.to_string())
+    };
+    match method {
+        "secrets/get" => match storage.get(extension, &key).await.map_err(failed)? {
+            Some(secret) => reply(&secret.expose_secret()),
+            None => reply(&serde_json::Value::Null),
+        },
+        "secrets/store" => {
+            let value = value.ok_or_else(|| {
+                ErrorObject::new(ErrorCode::InvalidParams, "secrets/store needs `value`")
+            })?;
+            storage.set(extension, &key, value).await.map_err(failed)?;
+            reply(&serde_json::Value::Null)
+        }
+        _ => {
+            storage.delete(extension, &key).await.map_err(failed)?;
+            reply(&serde_json::Value::Null)
+        }
     }
 }
 

@@ -105,6 +105,10 @@ pub struct HostEntry {
     /// The permissions it asks for, as in an extension manifest.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Names of its secrets (set with `dscode-exthost secret set ID NAME`) to hand it in the
+    /// handshake, such as a model API key; they never go into its environment.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 fn default_version() -> String {
@@ -267,6 +271,8 @@ impl Config {
                     .iter()
                     .filter_map(|e| PermissionRequest::parse(e).ok())
                     .collect(),
+                handshake_secrets: host.secrets.clone(),
+                secret_storage: None,
                 options: self.defaults.clone(),
             });
         }

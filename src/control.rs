@@ -65,9 +65,13 @@ impl HostView {
 
 /// The `status` reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusReply {
     /// Every host, sorted by id.
     pub hosts: Vec<HostView>,
+    /// The secret storage backend in use (`secret-service`, `keyutils`), if any.
+    #[serde(default)]
+    pub secret_backend: Option<String>,
 }
 
 /// The `exec` request.
@@ -86,6 +90,7 @@ pub struct ExecParams {
 pub struct ControlHandler {
     manager: Arc<ExtensionHostManager>,
     broker: Option<Broker>,
+    secret_backend: Option<&'static str>,
 }
 
 impl ControlHandler {
@@ -95,7 +100,15 @@ impl ControlHandler {
         Self {
             manager,
             broker: None,
+            secret_backend: None,
         }
+    }
+
+    /// Reports `backend` as the secret storage in `status`.
+    #[must_use]
+    pub fn with_secret_backend(mut self, backend: &'static str) -> Self {
+        self.secret_backend = Some(backend);
+        self
     }
 
     /// Also serves `reload-grants` for `broker`.
@@ -110,12 +123,17 @@ impl RequestHandler for ControlHandler {
     fn handle(&self, request: IncomingRequest) -> HandlerFuture {
         let manager = Arc::clone(&self.manager);
         let broker = self.broker.clone();
+        let secret_backend = self.secret_backend;
         Box::pin(async move {
             match request.method.as_str() {
                 "status" => {
                     let hosts = manager.hosts().iter().map(HostView::of).collect();
-                    to_raw(&StatusReply { hosts })
-                        .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))
+                    let secret_backend = secret_backend.map(str::to_owned);
+                    to_raw(&StatusReply {
+                        hosts,
+                        secret_backend,
+                    })
+                    .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))
                 }
                 "exec" => {
                     let params = request.params.as_deref().ok_or_else(|| {

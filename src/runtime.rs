@@ -112,6 +112,8 @@ impl NodeRuntime {
             storage_path: None,
             version: manifest.version.clone(),
             permissions: manifest.requested_permissions(),
+            handshake_secrets: Vec::new(),
+            secret_storage: None,
             options,
         })
     }

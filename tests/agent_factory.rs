@@ -24,6 +24,8 @@ fn agent_factory() -> HostHandle {
         storage_path: None,
         version: "0.0.0".into(),
         permissions: Vec::new(),
+        handshake_secrets: Vec::new(),
+        secret_storage: None,
         options: fast(),
     };
     HostHandle::spawn(spec, Arc::new(DenyAll))

@@ -14,6 +14,7 @@ use dscode_extension_host::permissions::{
     Grant, GrantNothing, GrantsFile, GrantsOnDisk, PermissionPolicy,
 };
 use dscode_extension_host::ratelimit::RateLimitConfig;
+use dscode_extension_host::secrets::SecretStorage;
 use serde_json::Value;
 
 /// A workspace with files inside and outside the scopes the fixture asks for.
@@ -496,6 +497,103 @@ async fn a_flooding_extension_is_limited_and_another_keeps_its_latency() {
         "victim slowed down {ratio:.1}x during the flood ({baseline:?} -> {during:?})"
     );
     for host in hosts {
+        host.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_per_extension_and_need_their_permission() {
+    let (env, ws) = (Env::new(), Workspace::new());
+    let dir = tempfile::tempdir().unwrap();
+    let storage = SecretStorage::detect()
+        .await
+        .expect("a secret backend (run the tests under scripts/with-keyring)");
+    // Unique ids: keyring backends outlive the test process.
+    let suffix = format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut file = GrantsFile::default();
+    let mut hosts = Vec::new();
+    let mut specs = Vec::new();
+    for (i, name) in [format!("api-a{suffix}"), format!("api-b{suffix}")]
+        .into_iter()
+        .enumerate()
+    {
+        let copy = dir.path().join(&name);
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(
+            fixture("api-client").join("extension.js"),
+            copy.join("extension.js"),
+        )
+        .unwrap();
+        let manifest = std::fs::read_to_string(fixture("api-client").join("package.json"))
+            .unwrap()
+            .replace("\"api-client\"", &format!("\"{name}\""));
+        std::fs::write(copy.join("package.json"), manifest).unwrap();
+        let spec = env.spec(&copy, fast());
+        // Only the first gets secrets.write; both get secrets.read.
+        file.grant(&spec.id, "1.0.0", &[], "secrets.read").unwrap();
+        if i == 0 {
+            file.grant(&spec.id, "1.0.0", &[], "secrets.write").unwrap();
+        }
+        specs.push(spec);
+    }
+    let broker = Broker::new(
+        vec![ws.root()],
+        Arc::new(file),
+        Arc::new(ConsoleUi::default()),
+        RateLimitConfig::default(),
+    );
+    broker.set_secret_storage(storage.clone());
+    for spec in specs {
+        broker
+            .register(ExtensionInfo::from_spec(&spec))
+            .await
+            .unwrap();
+        let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
+        host.start().await.unwrap();
+        hosts.push(host);
+    }
+    let (a, b) = (&hosts[0], &hosts[1]);
+    assert_eq!(
+        code(
+            &call(
+                a,
+                "api.storeSecret",
+                serde_json::json!(["token", "a-secret"])
+            )
+            .await
+        ),
+        "ok"
+    );
+    assert_eq!(
+        call(a, "api.secret", serde_json::json!(["token"])).await["ok"],
+        "a-secret"
+    );
+    // The same key from another extension is another secret: B sees nothing of A's.
+    assert_eq!(
+        call(b, "api.secret", serde_json::json!(["token"])).await["ok"],
+        Value::Null
+    );
+    // B lacks secrets.write.
+    let outcome = call(
+        b,
+        "api.storeSecret",
+        serde_json::json!(["token", "b-secret"]),
+    )
+    .await;
+    assert_eq!(code(&outcome), "PermissionDenied", "{outcome}");
+    assert_eq!(
+        call(a, "api.secret", serde_json::json!(["token"])).await["ok"],
+        "a-secret"
+    );
+    for host in &hosts {
+        storage.delete_all_for_extension(host.id()).await.unwrap();
         host.stop().await;
     }
 }

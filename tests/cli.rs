@@ -359,3 +359,119 @@ fn demo_runs_and_exits_zero() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }
+
+/// Runs the binary with `args`, feeding `stdin`; inherits the environment (the keyring session).
+fn cli_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_handshake_secret_reaches_its_host_and_leaks_nowhere() {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let id = format!("local.leak-test-{}-{nonce}", std::process::id());
+    let canary = format!("sk-canary-{nonce:x}-do-not-leak");
+    let set = cli_with_stdin(&["secret", "set", &id, "MODEL_API_KEY"], &canary);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&set.stderr).contains(&canary) && set.stdout.is_empty());
+
+    let factory = repo().join("examples/agent-factory");
+    let body = format!(
+        "[[host]]\nid = {id:?}\ncommand = [\"python3\", {:?}]\nsecrets = [\"MODEL_API_KEY\"]\n",
+        factory.join("host.py").to_str().unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &body);
+    let log_path = dir.path().join("supervisor.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(BIN)
+        .args(["--log", "trace", "run", "--config"])
+        .arg(&config)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor { child, dir };
+    let status = sup.wait_running(1);
+
+    // Positive control: the host has the value (it answers with its digest, not the value).
+    let out = sup.cli(&["exec", &id, "factory.secretDigests"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())",
+            &canary,
+        ])
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&digest.stdout).trim().to_owned();
+    let digests: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(digests["MODEL_API_KEY"], expected.as_str());
+
+    // Nowhere else: environment and command line of every process under the supervisor...
+    for pid in descendants(sup.child.id()) {
+        for file in ["environ", "cmdline"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&canary),
+                "secret in /proc/{pid}/{file}"
+            );
+        }
+    }
+    // ...status output...
+    assert!(!status.to_string().contains(&canary));
+    assert!(!String::from_utf8_lossy(&sup.cli(&["status", "--json"]).stdout).contains(&canary));
+    // ...and every log line at trace level, after a clean stop.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(sup.child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(sup.child.wait().unwrap().success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains(&id) && (logs.contains("TRACE") || logs.contains("DEBUG")),
+        "the log captured too little to mean anything:\n{logs}"
+    );
+    assert!(!logs.contains(&canary), "secret in the supervisor log");
+
+    let cleanup = cli_with_stdin(&["secret", "delete", &id, "--all"], "");
+    assert!(
+        cleanup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleanup.stderr)
+    );
+    let listed = cli_with_stdin(&["secret", "list", &id], "");
+    assert!(
+        listed.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+}

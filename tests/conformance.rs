@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use dscode_extension_host::ipc::MessageCodec;
 use dscode_extension_host::ipc::codec::encode_message;
 use dscode_extension_host::ipc::message::{
-    ErrorCode, ErrorObject, Handshake, HostConfig, Message, raw_null, to_raw,
+    ErrorCode, ErrorObject, Handshake, HandshakeSecrets, HostConfig, Message, raw_null, to_raw,
 };
 use serde::Deserialize;
 use tokio_util::codec::Decoder;
@@ -100,6 +100,11 @@ fn encoder_output_is_valid_under_the_schema() {
                 heartbeat_interval_ms: 1000,
                 shutdown_grace_ms: 5000,
                 storage_path: Some("/s".into()),
+                secrets: Some({
+                    let mut secrets = HandshakeSecrets::default();
+                    secrets.insert("MODEL_API_KEY", "sk-test");
+                    secrets
+                }),
             }),
         }),
         Message::Request {

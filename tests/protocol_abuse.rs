@@ -29,6 +29,8 @@ fn rogue(mode: &str) -> HostSpec {
         storage_path: None,
         version: "0.0.0".into(),
         permissions: Vec::new(),
+        handshake_secrets: Vec::new(),
+        secret_storage: None,
         options,
     }
 }

@@ -112,6 +112,44 @@ pub struct HostConfig {
     /// A folder the extension may write to, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_path: Option<String>,
+    /// Secrets the host was configured to receive, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<HandshakeSecrets>,
+}
+
+/// Secrets handed to a host in its handshake, so they never sit in its environment or argv.
+/// `Debug` shows the names only, and the values are zeroized when this is dropped.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HandshakeSecrets(std::collections::BTreeMap<String, String>);
+
+impl HandshakeSecrets {
+    /// Adds a secret; the caller exposes the value explicitly to put it here.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(name.into(), value.into());
+    }
+
+    /// The value of `name`, if present.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl fmt::Debug for HandshakeSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, "<redacted>")))
+            .finish()
+    }
+}
+
+impl Drop for HandshakeSecrets {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
 }
 
 /// A structured error, as carried in a response.
@@ -797,6 +835,30 @@ mod tests {
     }
 
     #[test]
+    fn handshake_secrets_never_show_in_debug_output() {
+        let mut secrets = HandshakeSecrets::default();
+        secrets.insert("MODEL_API_KEY", "sk-very-secret");
+        let config = HostConfig {
+            extension_path: "/x".into(),
+            heartbeat_interval_ms: 1,
+            shutdown_grace_ms: 1,
+            storage_path: None,
+            secrets: Some(secrets),
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("MODEL_API_KEY") && !shown.contains("sk-very-secret"),
+            "{shown}"
+        );
+        // Positive control: the wire form carries the value, since delivering it is the point.
+        assert!(
+            serde_json::to_string(&config)
+                .unwrap()
+                .contains("sk-very-secret")
+        );
+    }
+
+    #[test]
     fn every_variant_round_trips() {
         let messages = [
             Message::Handshake(Handshake {
@@ -810,6 +872,7 @@ mod tests {
                     heartbeat_interval_ms: 1000,
                     shutdown_grace_ms: 5000,
                     storage_path: None,
+                    secrets: None,
                 }),
             }),
             Message::Request {

@@ -22,7 +22,7 @@ use super::backoff::{Decision, RestartBudget};
 use super::options::HostSpec;
 use super::state::{ExtensionHostState, Reason, StateChange, StopOutcome, Trigger, transition};
 use crate::ipc::codec::encode_message;
-use crate::ipc::message::{Handshake, HostConfig, Message, PROTOCOL_VERSION};
+use crate::ipc::message::{Handshake, HandshakeSecrets, HostConfig, Message, PROTOCOL_VERSION};
 use crate::ipc::{Connection, Event, Events, MessageCodec, RequestError, RequestHandler};
 use crate::process::{Containment, SpawnError, SpawnedHost, signal_host, spawn_host};
 
@@ -668,6 +668,7 @@ async fn handshake(
         tracing::warn!(extension = %spec.id, claimed = %hello.extension_id, "host claimed another extension id; ignored");
     }
     let options = &spec.options;
+    let secrets = handshake_secrets(spec).await?;
     let reply = Message::Handshake(Handshake {
         protocol_version: PROTOCOL_VERSION,
         extension_id: spec.id.clone(),
@@ -682,6 +683,7 @@ async fn handshake(
             shutdown_grace_ms: u64::try_from(options.shutdown_grace.as_millis())
                 .unwrap_or(u64::MAX),
             storage_path: spec.storage_path.as_ref().map(|p| p.display().to_string()),
+            secrets,
         }),
     });
     let mut buf = bytes::BytesMut::new();
@@ -690,6 +692,40 @@ async fn handshake(
     write_all(write, &buf)
         .await
         .map_err(|err| failed(format!("could not send handshake: {err}")))
+}
+
+/// Reads the secrets a host is configured to receive. A missing one fails the start for good:
+/// restarting cannot make it appear.
+async fn handshake_secrets(spec: &HostSpec) -> Result<Option<HandshakeSecrets>, HandshakeOutcome> {
+    if spec.handshake_secrets.is_empty() {
+        return Ok(None);
+    }
+    let fail = |message: String| HandshakeOutcome::Failed(message, false);
+    let storage = spec.secret_storage.as_ref().ok_or_else(|| {
+        fail(format!(
+            "{} needs secrets in its handshake, but no secret storage is available",
+            spec.id
+        ))
+    })?;
+    let mut secrets = HandshakeSecrets::default();
+    for name in &spec.handshake_secrets {
+        match storage.get(&spec.id, name).await {
+            Ok(Some(secret)) => secrets.insert(name.clone(), secret.expose_secret()),
+            Ok(None) => {
+                return Err(fail(format!(
+                    "secret {name} of {id} is not set: run `dscode-exthost secret set {id} {name}`",
+                    id = spec.id
+                )));
+            }
+            Err(err) => {
+                return Err(fail(format!(
+                    "could not read secret {name} of {}: {err}",
+                    spec.id
+                )));
+            }
+        }
+    }
+    Ok(Some(secrets))
 }
 
 async fn write_all(write: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {

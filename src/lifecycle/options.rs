@@ -88,6 +88,10 @@ pub struct HostSpec {
     pub version: String,
     /// The permissions its manifest asks for. Asking grants nothing; see [`crate::permissions`].
     pub permissions: Vec<crate::permissions::PermissionRequest>,
+    /// Names of this host's own secrets to hand it in the handshake (never in its environment).
+    pub handshake_secrets: Vec<String>,
+    /// Where those secrets are read from.
+    pub secret_storage: Option<crate::secrets::SecretStorage>,
     /// Timings and limits.
     pub options: HostOptions,
 }

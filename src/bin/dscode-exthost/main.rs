@@ -2,6 +2,7 @@
 
 mod demo;
 mod grants;
+mod secret;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use dscode_extension_host::ipc::{IpcManager, NoMethods, PrivateListener, Request
 use dscode_extension_host::lifecycle::ExtensionHostManager;
 use dscode_extension_host::permissions::GrantsOnDisk;
 use dscode_extension_host::runtime::{NodeRuntime, runtime_dir};
+use dscode_extension_host::secrets::SecretStorage;
 use serde_json::value::RawValue;
 
 /// Runs editor extensions in sandboxed, supervised Node.js hosts.
@@ -76,6 +78,9 @@ enum Command {
     Revoke(GrantArgs),
     /// Forbid a permission (or a scope of it); a deny wins over every allow.
     Deny(GrantArgs),
+    /// Manage an extension's or host's secrets in the OS keyring (values come from stdin).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
             Command::Grant(args) => grants::edit(grants::Edit::Grant, args).await,
             Command::Revoke(args) => grants::edit(grants::Edit::Revoke, args).await,
             Command::Deny(args) => grants::edit(grants::Edit::Deny, args).await,
+            Command::Secret(command) => secret::run(command).await,
         }
     });
     match result {
@@ -166,7 +172,19 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
         config.rate_limit.clone(),
     );
     let manager = Arc::new(ExtensionHostManager::new(Arc::new(broker.clone())));
-    for spec in config.host_specs(&node)? {
+    let secrets = match SecretStorage::detect().await {
+        Ok(storage) => {
+            tracing::info!(backend = storage.backend_name(), "secret storage ready");
+            broker.set_secret_storage(storage.clone());
+            Some(storage)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "no secret storage: extensions' secrets/* calls will fail");
+            None
+        }
+    };
+    for mut spec in config.host_specs(&node)? {
+        spec.secret_storage.clone_from(&secrets);
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
         manager.add(spec)?;
     }
@@ -178,7 +196,10 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await
         .context("failed to open the control socket")?;
     tracing::info!(socket = %socket.display(), hosts = manager.ids().len(), "supervisor running");
-    let handler = ControlHandler::new(Arc::clone(&manager)).with_broker(broker);
+    let mut handler = ControlHandler::new(Arc::clone(&manager)).with_broker(broker);
+    if let Some(storage) = &secrets {
+        handler = handler.with_secret_backend(storage.backend_name());
+    }
     let server = tokio::spawn(control::serve(listener, handler));
     for (id, result) in manager.start_all().await {
         if let Err(err) = result {
