@@ -21,6 +21,7 @@
 //!   effective set (asked for ∩ granted, deny wins).
 //! - [`paths`]: turning the paths extensions send into files opened beneath an allowed root.
 //! - [`ratelimit`]: per-extension token buckets for the host API.
+//! - [`secrets`]: per-extension secrets in the OS keyring (Secret Service or keyutils).
 //! - [`extension`]: reading an extension's `package.json`.
 //! - [`runtime`]: the embedded Node.js host and the private runtime directory.
 //! - [`config`] and [`control`]: the standalone `dscode-exthost run` and its control socket.
