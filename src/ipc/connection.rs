@@ -651,6 +651,15 @@ impl Reader {
         method: String,
         params: Option<Box<RawValue>>,
     ) {
+        // Handlers quote the method in their errors; a megabyte-long name would make every reply
+        // a megabyte, and the outbound queue would hold a thousand of them.
+        if method.len() > MAX_METHOD_LEN {
+            let error = ErrorObject::new(
+                ErrorCode::InvalidRequest,
+                format!("method names are at most {MAX_METHOD_LEN} bytes"),
+            );
+            return self.reply(id, Err(error)).await;
+        }
         let admitted = {
             let mut incoming = self.incoming.lock().expect("incoming table");
             match incoming.entry(id) {
@@ -716,6 +725,9 @@ fn frame_error_text(err: &FrameError) -> String {
         _ => err.to_string(),
     }
 }
+
+/// The longest method name a peer may call.
+pub const MAX_METHOD_LEN: usize = 256;
 
 /// Frames below this size are copied into one batch so a burst costs one `write` call.
 const BATCH_LIMIT: usize = 64 * 1024;
