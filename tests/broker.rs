@@ -84,14 +84,19 @@ async fn start(
         Arc::new(ConsoleUi::default()),
         limits,
     );
-    let spec = env.spec(extension, fast());
+    let host = serve(&broker, env.spec(extension, fast())).await;
+    (host, broker)
+}
+
+/// Registers the extension with the broker, then starts its host served by that broker.
+async fn serve(broker: &Broker, spec: dscode_extension_host::lifecycle::HostSpec) -> HostHandle {
     broker
         .register(ExtensionInfo::from_spec(&spec))
         .await
         .unwrap();
     let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
     host.start().await.unwrap();
-    (host, broker)
+    host
 }
 
 async fn call(host: &HostHandle, command: &str, args: Value) -> Value {
@@ -404,14 +409,7 @@ async fn identity_comes_from_the_connection() {
     );
     let mut hosts = Vec::new();
     for extension in [fixture("api-client"), second_client(dir.path())] {
-        let spec = env.spec(&extension, fast());
-        broker
-            .register(ExtensionInfo::from_spec(&spec))
-            .await
-            .unwrap();
-        let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
-        host.start().await.unwrap();
-        hosts.push(host);
+        hosts.push(serve(&broker, env.spec(&extension, fast())).await);
     }
     // The same code, the same request: only the connection differs.
     let args = serde_json::json!([ws.path("src/a.txt")]);
@@ -445,14 +443,7 @@ async fn a_flooding_extension_is_limited_and_another_keeps_its_latency() {
     );
     let mut hosts = Vec::new();
     for extension in [fixture("api-client"), second_client(dir.path())] {
-        let spec = env.spec(&extension, fast());
-        broker
-            .register(ExtensionInfo::from_spec(&spec))
-            .await
-            .unwrap();
-        let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
-        host.start().await.unwrap();
-        hosts.push(host);
+        hosts.push(serve(&broker, env.spec(&extension, fast())).await);
     }
     let (flooder, victim) = (&hosts[0], &hosts[1]);
     let target = ws.path("src/a.txt");
@@ -551,13 +542,7 @@ async fn secrets_are_per_extension_and_need_their_permission() {
     );
     broker.set_secret_storage(storage.clone());
     for spec in specs {
-        broker
-            .register(ExtensionInfo::from_spec(&spec))
-            .await
-            .unwrap();
-        let host = HostHandle::spawn(spec, Arc::new(broker.clone()));
-        host.start().await.unwrap();
-        hosts.push(host);
+        hosts.push(serve(&broker, spec).await);
     }
     let (a, b) = (&hosts[0], &hosts[1]);
     assert_eq!(

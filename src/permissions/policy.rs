@@ -209,17 +209,25 @@ impl ExtensionPermissions {
         relative: &Path,
     ) -> Result<(), PermissionDenied> {
         let shown = format!(" for {}:{}", root.name(), relative.display());
-        if self.denied.iter().any(|d| {
-            d.covers_path(permission, root, relative)
-                || (d.permission == permission && d.scope.is_none())
-        }) {
+        self.decide(permission, shown, |entry| {
+            entry.covers_path(permission, root, relative)
+        })
+    }
+
+    /// The one decision behind every scoped check: a deny that covers the call, or an unscoped
+    /// deny of the permission, refuses it; otherwise an allow that covers it admits it.
+    fn decide(
+        &self,
+        permission: Permission,
+        shown: String,
+        covers: impl Fn(&PermissionRequest) -> bool,
+    ) -> Result<(), PermissionDenied> {
+        let denied =
+            |d: &PermissionRequest| covers(d) || (d.permission == permission && d.scope.is_none());
+        if self.denied.iter().any(denied) {
             return Err(self.denied(permission, format!("{shown} (denied by policy)")));
         }
-        if self
-            .allowed
-            .iter()
-            .any(|a| a.covers_path(permission, root, relative))
-        {
+        if self.allowed.iter().any(&covers) {
             Ok(())
         } else {
             Err(self.denied(permission, shown))
@@ -256,22 +264,9 @@ impl ExtensionPermissions {
         port: u16,
     ) -> Result<(), PermissionDenied> {
         let shown = format!(" for {host}:{port}");
-        if self
-            .denied
-            .iter()
-            .any(|d| d.covers_host(permission, host, port))
-        {
-            return Err(self.denied(permission, format!("{shown} (denied by policy)")));
-        }
-        if self
-            .allowed
-            .iter()
-            .any(|a| a.covers_host(permission, host, port))
-        {
-            Ok(())
-        } else {
-            Err(self.denied(permission, shown))
-        }
+        self.decide(permission, shown, |entry| {
+            entry.covers_host(permission, host, port)
+        })
     }
 
     /// Whether `permission` is allowed for the command `id`. Deny wins.
@@ -280,18 +275,9 @@ impl ExtensionPermissions {
     /// [`PermissionDenied`] naming the permission and the command.
     pub fn check_command(&self, permission: Permission, id: &str) -> Result<(), PermissionDenied> {
         let shown = format!(" for command {id}");
-        if self.denied.iter().any(|d| d.covers_command(permission, id)) {
-            return Err(self.denied(permission, format!("{shown} (denied by policy)")));
-        }
-        if self
-            .allowed
-            .iter()
-            .any(|a| a.covers_command(permission, id))
-        {
-            Ok(())
-        } else {
-            Err(self.denied(permission, shown))
-        }
+        self.decide(permission, shown, |entry| {
+            entry.covers_command(permission, id)
+        })
     }
 }
 
