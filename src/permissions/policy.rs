@@ -389,18 +389,8 @@ impl GrantsFile {
     ) -> Result<(), GrantsError> {
         let canonical = PermissionRequest::parse(permission)?.to_string();
         let grant = self.entry(extension, version, requested);
-        grant.deny.retain(|d| {
-            PermissionRequest::parse(d)
-                .map(|d| d.to_string())
-                .as_deref()
-                != Ok(canonical.as_str())
-        });
-        if !grant.allow.iter().any(|a| {
-            PermissionRequest::parse(a)
-                .map(|a| a.to_string())
-                .as_deref()
-                == Ok(canonical.as_str())
-        }) {
+        grant.deny.retain(|d| !same_permission(d, &canonical));
+        if !grant.allow.iter().any(|a| same_permission(a, &canonical)) {
             grant.allow.push(canonical);
         }
         Ok(())
@@ -416,12 +406,7 @@ impl GrantsFile {
             return Ok(false);
         };
         let before = grant.allow.len();
-        grant.allow.retain(|a| {
-            PermissionRequest::parse(a)
-                .map(|a| a.to_string())
-                .as_deref()
-                != Ok(canonical.as_str())
-        });
+        grant.allow.retain(|a| !same_permission(a, &canonical));
         Ok(grant.allow.len() != before)
     }
 
@@ -438,7 +423,7 @@ impl GrantsFile {
     ) -> Result<(), GrantsError> {
         let canonical = PermissionRequest::parse(permission)?.to_string();
         let grant = self.entry(extension, version, requested);
-        if !grant.deny.contains(&canonical) {
+        if !grant.deny.iter().any(|d| same_permission(d, &canonical)) {
             grant.deny.push(canonical);
         }
         Ok(())
@@ -454,6 +439,12 @@ impl PermissionPolicy for GrantsFile {
     ) -> Pin<Box<dyn Future<Output = Option<Grant>> + Send + 'a>> {
         Box::pin(async move { self.extensions.get(extension).cloned() })
     }
+}
+
+/// Whether a file entry, possibly hand-written in another spelling (`src/**` for
+/// `workspace:src/**`), names the permission whose canonical form is `canonical`.
+fn same_permission(entry: &str, canonical: &str) -> bool {
+    PermissionRequest::parse(entry).is_ok_and(|parsed| parsed.to_string() == canonical)
 }
 
 /// A grants file read afresh on every decision, so edits by `dscode-exthost grant|revoke|deny`
@@ -741,6 +732,11 @@ mod tests {
             again.extensions["p.e"].deny,
             ["fileSystem.read:workspace:src/secret/**"]
         );
+        // The same deny in its short spelling is recognised, not added twice.
+        again
+            .deny("p.e", "1", &[], "fileSystem.read:src/secret/**")
+            .unwrap();
+        assert_eq!(again.extensions["p.e"].deny.len(), 1);
         assert!(again.revoke("p.e", "fileSystem.read").unwrap());
         assert!(!again.revoke("p.e", "fileSystem.read").unwrap());
         assert!(again.grant("p.e", "1", &[], "fileSystem.exec").is_err());
