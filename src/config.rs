@@ -59,8 +59,28 @@ pub struct Config {
     /// Request rate limits of the host API.
     #[serde(default)]
     pub rate_limit: crate::ratelimit::RateLimitConfig,
+    /// The sandbox hosts run in.
+    #[serde(default)]
+    pub sandbox: SandboxSection,
     #[serde(skip)]
     base: PathBuf,
+    #[serde(skip)]
+    profiles: BTreeMap<String, crate::sandbox::SandboxSpec>,
+}
+
+/// `[sandbox]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSection {
+    /// The profile for every host: `default`, `strict`, or a profile file (relative to the
+    /// config file). Default `default`.
+    pub profile: Option<String>,
+    /// The `bwrap` executable; default `bwrap` on `PATH`.
+    pub bwrap: Option<PathBuf>,
+    /// The stage executable; default the supervisor's own.
+    pub stage: Option<PathBuf>,
+    /// A delegated cgroup to create host cgroups under; default detected.
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 /// `[supervisor]`.
@@ -84,6 +104,8 @@ pub struct SupervisorSection {
 pub struct ExtensionEntry {
     /// The extension folder (with `package.json`).
     pub path: PathBuf,
+    /// A sandbox profile for this extension instead of `[sandbox] profile`.
+    pub sandbox: Option<String>,
 }
 
 /// `[[host]]`.
@@ -109,6 +131,8 @@ pub struct HostEntry {
     /// handshake, such as a model API key; they never go into its environment.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// A sandbox profile for this host instead of `[sandbox] profile`.
+    pub sandbox: Option<String>,
 }
 
 fn default_version() -> String {
@@ -161,6 +185,10 @@ impl Config {
             message,
         })?;
         config.base = path.parent().map(Path::to_owned).unwrap_or_default();
+        config.load_profiles().map_err(|err| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
         for host in &config.hosts {
             if host.command.is_empty() {
                 return Err(ConfigError::Invalid {
@@ -184,6 +212,57 @@ impl Config {
     /// The parser's message, which names the line, column and key.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|err| err.to_string().trim_end().to_owned())
+    }
+
+    /// Loads every sandbox profile the file names, so a bad one fails the load.
+    fn load_profiles(&mut self) -> Result<(), crate::sandbox::ProfileError> {
+        let settings = std::sync::Arc::new(crate::sandbox::SandboxSettings {
+            bwrap: self.sandbox.bwrap.clone().unwrap_or_else(|| "bwrap".into()),
+            stage: self.sandbox.stage.as_deref().map(|p| self.resolve(p)),
+            cgroup_parent: self
+                .sandbox
+                .cgroup_parent
+                .as_deref()
+                .map(|p| self.resolve(p)),
+        });
+        let names: Vec<String> = std::iter::once(self.sandbox.profile.clone())
+            .chain(self.extensions.iter().map(|e| e.sandbox.clone()))
+            .chain(self.hosts.iter().map(|h| h.sandbox.clone()))
+            .map(|name| name.unwrap_or_else(|| "default".into()))
+            .collect();
+        for name in names {
+            if self.profiles.contains_key(&name) {
+                continue;
+            }
+            let builtin = crate::sandbox::profile::BUILTIN
+                .iter()
+                .any(|(n, _)| *n == name);
+            let location = if builtin {
+                name.clone()
+            } else {
+                self.resolve(Path::new(&name)).display().to_string()
+            };
+            let profile = crate::sandbox::Profile::load(&location)?;
+            let mut spec = crate::sandbox::SandboxSpec::new(
+                profile,
+                crate::sandbox::SandboxSettings::default(),
+            );
+            spec.settings = std::sync::Arc::clone(&settings);
+            self.profiles.insert(name, spec);
+        }
+        Ok(())
+    }
+
+    /// The sandbox for a host whose entry names `profile` (or none).
+    #[must_use]
+    pub fn sandbox_for(&self, profile: Option<&str>) -> crate::sandbox::SandboxSpec {
+        let name = profile
+            .or(self.sandbox.profile.as_deref())
+            .unwrap_or("default");
+        self.profiles
+            .get(name)
+            .cloned()
+            .unwrap_or_else(crate::sandbox::SandboxSpec::default_profile)
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
@@ -243,7 +322,9 @@ impl Config {
     ) -> Result<Vec<HostSpec>, crate::extension::ManifestError> {
         let mut specs = Vec::new();
         for entry in &self.extensions {
-            specs.push(node.host_spec(&self.resolve(&entry.path), self.defaults.clone())?);
+            let mut spec = node.host_spec(&self.resolve(&entry.path), self.defaults.clone())?;
+            spec.sandbox = self.sandbox_for(entry.sandbox.as_deref());
+            specs.push(spec);
         }
         for host in &self.hosts {
             let (program, args) = host
@@ -274,6 +355,7 @@ impl Config {
                 handshake_secrets: host.secrets.clone(),
                 secret_storage: None,
                 options: self.defaults.clone(),
+                sandbox: self.sandbox_for(host.sandbox.as_deref()),
             });
         }
         Ok(specs)

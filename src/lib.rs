@@ -60,6 +60,7 @@ pub mod permissions;
 pub mod process;
 pub mod ratelimit;
 pub mod runtime;
+pub mod sandbox;
 pub mod secrets;
 
 /// The README's code blocks, compiled as doc tests so the embedding example cannot rot.

@@ -115,6 +115,7 @@ impl NodeRuntime {
             handshake_secrets: Vec::new(),
             secret_storage: None,
             options,
+            sandbox: crate::sandbox::SandboxSpec::default_profile(),
         })
     }
 }

@@ -24,7 +24,8 @@ use super::state::{ExtensionHostState, Reason, StateChange, StopOutcome, Trigger
 use crate::ipc::codec::encode_message;
 use crate::ipc::message::{Handshake, HandshakeSecrets, HostConfig, Message, PROTOCOL_VERSION};
 use crate::ipc::{Connection, Event, Events, MessageCodec, RequestError, RequestHandler};
-use crate::process::{Containment, SpawnError, SpawnedHost, signal_host, spawn_host};
+use crate::process::{Containment, Isolation, SpawnError, SpawnedHost, signal_host, spawn_host};
+use crate::sandbox::{EnforcementReport, Layer};
 
 /// A snapshot of a host, kept current by its job.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct HostStatus {
     pub pid: Option<u32>,
     /// How the current process is contained.
     pub containment: Option<Containment>,
+    /// What the sandbox enforced for the current process, layer by layer.
+    pub sandbox: Option<EnforcementReport>,
     /// Restarts made since the host was created.
     pub restarts: u32,
     /// Commands the extension registered.
@@ -82,6 +85,64 @@ pub(crate) enum Control {
 struct LiveHost {
     process: SpawnedHost,
     connection: Option<(Connection, Events)>,
+    limits: LimitGuard,
+}
+
+/// The host's cgroup and the limits the supervisor watches itself.
+#[derive(Default)]
+struct LimitGuard {
+    cgroup: Option<crate::sandbox::cgroup::HostCgroup>,
+    watchdog: crate::sandbox::prepare::Watchdog,
+}
+
+impl LimitGuard {
+    fn active(&self) -> bool {
+        self.watchdog.memory_bytes.is_some() || self.watchdog.pids.is_some()
+    }
+
+    /// A limit the host is over now, if any: the cgroup's own counters first, then the
+    /// supervisor's view of the host's process tree.
+    fn exceeded(&self, group: u32) -> Option<(Layer, String)> {
+        if let Some(cgroup) = &self.cgroup {
+            if cgroup.oom_kills() > 0 {
+                return Some((Layer::Memory, "the memory cgroup's OOM killer fired".into()));
+            }
+            if cgroup.pids_max_hits() > 0 {
+                return Some((
+                    Layer::Processes,
+                    "a fork was refused at the cgroup's pids limit".into(),
+                ));
+            }
+        }
+        if self.watchdog.memory_bytes.is_none() && self.watchdog.pids.is_none() {
+            return None;
+        }
+        let usage = crate::sandbox::watch::tree_usage(group);
+        if let Some(max) = self.watchdog.memory_bytes
+            && usage.rss_bytes > max
+        {
+            return Some((
+                Layer::Memory,
+                format!(
+                    "{} MiB resident, over the {} MiB limit",
+                    usage.rss_bytes >> 20,
+                    max >> 20
+                ),
+            ));
+        }
+        if let Some(max) = self.watchdog.pids
+            && usage.tasks >= max
+        {
+            return Some((
+                Layer::Processes,
+                format!(
+                    "{} processes and threads, at the limit of {max}",
+                    usage.tasks
+                ),
+            ));
+        }
+        None
+    }
 }
 
 enum Step {
@@ -137,6 +198,7 @@ impl Job {
             since: SystemTime::now(),
             pid: None,
             containment: None,
+            sandbox: None,
             restarts: 0,
             commands: Vec::new(),
             connection: None,
@@ -288,7 +350,42 @@ impl Job {
     }
 
     async fn launch(&mut self) -> Step {
-        let mut process = match spawn_host(&self.spec.command, &self.spec.id) {
+        let spec = &self.spec;
+        let unavailable = |message: String| {
+            Step::Fail(
+                Failure {
+                    reason: Reason::SandboxUnavailable { message },
+                    retryable: false,
+                    healthy_for: None,
+                },
+                None,
+            )
+        };
+        let mut prepared = match crate::sandbox::prepare(
+            &spec.id,
+            &spec.command,
+            &spec.extension_path,
+            spec.storage_path.as_deref(),
+            &spec.sandbox,
+        ) {
+            Ok(prepared) => prepared,
+            Err(err) => return unavailable(err.to_string()),
+        };
+        let isolation = Isolation {
+            pid_namespace: prepared.namespaces.pid,
+            user_namespace: prepared.namespaces.user,
+            extra_namespaces: prepared.namespaces.extra,
+            cgroups: prepared
+                .cgroup
+                .as_ref()
+                .map(crate::sandbox::cgroup::HostCgroup::procs_files)
+                .unwrap_or_default(),
+            stage_plan: prepared
+                .plan
+                .as_ref()
+                .map(|plan| serde_json::to_vec(plan).expect("plans serialize")),
+        };
+        let mut process = match spawn_host(&prepared.command, &self.spec.id, &isolation) {
             Ok(process) => process,
             Err(err) => {
                 let retryable = !matches!(err, SpawnError::NotFound { .. });
@@ -306,9 +403,61 @@ impl Job {
         if process.containment == Containment::DeathSignalOnly {
             tracing::warn!(extension = %self.spec.id, "the kernel refused a PID namespace: processes this host starts may outlive it");
         }
+        let limits = LimitGuard {
+            cgroup: prepared.cgroup.take(),
+            watchdog: prepared.watchdog,
+        };
+        if let Some(stage) = process.stage.take() {
+            if !prepared.backend.uses_bwrap() {
+                let entry = crate::sandbox::prepare::namespaces_entry(process.pid);
+                prepared.merge_entry(entry);
+            }
+            let timeout = self.spec.options.handshake_timeout;
+            let report =
+                crate::sandbox::watch::read_stage_report(stage, &mut process.child, timeout).await;
+            let required = self.spec.sandbox.profile.required.clone();
+            if let Err(err) = report.and_then(|report| {
+                prepared
+                    .finish(report, &required)
+                    .map_err(|e| e.to_string())
+            }) {
+                let host = LiveHost {
+                    process,
+                    connection: None,
+                    limits,
+                };
+                let mut message = err;
+                let output = host.process.output.snapshot();
+                if let Some(last) = output.last() {
+                    message = format!("{message} (stage output: {last})");
+                }
+                return Step::Fail(
+                    Failure {
+                        reason: Reason::SandboxUnavailable { message },
+                        retryable: false,
+                        healthy_for: None,
+                    },
+                    Some(host),
+                );
+            }
+        }
+        if prepared.backend == crate::sandbox::Backend::None {
+            tracing::warn!(extension = %self.spec.id, "sandbox backend `none`: this host runs with the user's full rights");
+        } else {
+            tracing::info!(extension = %self.spec.id, backend = %prepared.backend, overall = ?prepared.report.overall(), report = %serde_json::to_string(&prepared.report).unwrap_or_default(), "sandbox enforced");
+        }
+        for entry in &prepared.report.layers {
+            if entry.enforcement != crate::sandbox::Enforcement::FullyEnforced
+                && prepared.backend != crate::sandbox::Backend::None
+            {
+                tracing::warn!(extension = %self.spec.id, layer = %entry.layer, enforcement = ?entry.enforcement, detail = %entry.detail, "sandbox layer not fully enforced");
+            }
+        }
+        let report = prepared.report;
         self.status.send_modify(|status| {
             status.pid = Some(process.pid);
             status.containment = Some(process.containment);
+            status.sandbox = Some(report);
         });
         let stream = process.ipc.take().expect("a fresh host has its socket");
         let (read, write) = stream.into_split();
@@ -332,6 +481,7 @@ impl Job {
         let mut host = LiveHost {
             process,
             connection: None,
+            limits,
         };
         match handshake {
             Err(Interrupt::Stop) => return Step::Stop(Some(host)),
@@ -435,9 +585,21 @@ impl Job {
         tokio::pin!(deadline);
         let mut beats_open = true;
         let mut events_open = true;
+        let watching = host.limits.active() || host.limits.cgroup.is_some();
+        let mut limit_tick = tokio::time::interval(LIMIT_CHECK);
+        limit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let events = &mut host.connection.as_mut().expect("connected").1.messages;
             tokio::select! {
+                _ = limit_tick.tick(), if watching => {
+                    if let Some((limit, detail)) = host.limits.exceeded(host.process.group) {
+                        signal_host(host.process.group, libc::SIGKILL);
+                        let _ = tokio::time::timeout(Duration::from_secs(5), host.process.child.wait()).await;
+                        let output = host.process.final_output().await;
+                        let reason = Reason::LimitExceeded { limit, detail, output };
+                        return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
+                    }
+                }
                 status = host.process.child.wait() => {
                     let reason = exited(&mut host, status.ok()).await;
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -750,10 +912,20 @@ fn parse_commands(result: &RawValue) -> Result<Vec<String>, String> {
         .map_err(|err| format!("activation result is malformed: {err}"))
 }
 
-/// The exit reason with the host's last output.
+/// How often the supervisor checks a host's limits.
+const LIMIT_CHECK: Duration = Duration::from_millis(100);
+
+/// The exit reason with the host's last output; a kill by a limit says which.
 async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
     use std::os::unix::process::ExitStatusExt;
     let output = host.process.final_output().await;
+    if let Some((limit, detail)) = host.limits.exceeded(host.process.group) {
+        return Reason::LimitExceeded {
+            limit,
+            detail,
+            output,
+        };
+    }
     Reason::Exited {
         code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),

@@ -94,4 +94,6 @@ pub struct HostSpec {
     pub secret_storage: Option<crate::secrets::SecretStorage>,
     /// Timings and limits.
     pub options: HostOptions,
+    /// The sandbox it runs in.
+    pub sandbox: crate::sandbox::SandboxSpec,
 }

@@ -193,6 +193,20 @@ pub enum Reason {
         /// The failure that ended it.
         last: Box<Reason>,
     },
+    /// The supervisor killed the host, or the kernel did, for going over a resource limit.
+    LimitExceeded {
+        /// Which limit (`memory`, `processes`).
+        limit: crate::sandbox::Layer,
+        /// What was measured.
+        detail: String,
+        /// Its last lines of output.
+        output: Vec<String>,
+    },
+    /// The sandbox the profile requires cannot be enforced; retrying cannot help.
+    SandboxUnavailable {
+        /// What is missing and what to do about it.
+        message: String,
+    },
     /// The host is gone after a stop.
     Stopped {
         /// How it ended.
@@ -248,6 +262,10 @@ impl fmt::Display for Reason {
                 "gave up after {restarts} restart(s); last failure: {last}"
             ),
             Self::RestartAttempt { attempt } => write!(f, "restart attempt {attempt}"),
+            Self::LimitExceeded { limit, detail, .. } => {
+                write!(f, "killed for exceeding its {limit} limit: {detail}")
+            }
+            Self::SandboxUnavailable { message } => f.write_str(message),
             Self::Stopped { how } => f.write_str(match how {
                 StopOutcome::NotRunning => "no process was running",
                 StopOutcome::Graceful => "deactivated and exited",

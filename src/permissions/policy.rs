@@ -168,6 +168,14 @@ impl ExtensionPermissions {
         &self.extension
     }
 
+    /// Whether a scoped deny entry exists for `permission` (it must be checked call by call).
+    #[must_use]
+    pub fn has_scoped_deny(&self, permission: Permission) -> bool {
+        self.denied
+            .iter()
+            .any(|d| d.permission == permission && d.scope.is_some())
+    }
+
     /// The allowed entries.
     #[must_use]
     pub fn allowed(&self) -> &[PermissionRequest] {

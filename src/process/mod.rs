@@ -4,6 +4,6 @@ mod spawn;
 pub mod sys;
 
 pub use spawn::{
-    Containment, ENV_PASSTHROUGH, HostCommand, IPC_FD, OutputTail, SpawnError, SpawnedHost,
-    signal_host, spawn_host,
+    Containment, ENV_PASSTHROUGH, HostCommand, IPC_FD, Isolation, OutputTail, SpawnError,
+    SpawnedHost, signal_host, spawn_host,
 };

@@ -116,6 +116,9 @@ pub struct SpawnedHost {
     pub output: OutputTail,
     /// How the host is contained.
     pub containment: Containment,
+    /// The supervisor's end of the sandbox stage's channel: the stage's report, then end of
+    /// file once the host program runs.
+    pub stage: Option<tokio::net::UnixStream>,
     readers: Vec<JoinHandle<()>>,
 }
 
@@ -130,6 +133,38 @@ impl SpawnedHost {
     }
 }
 
+/// How a host process is isolated when it is spawned.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    /// Run the host as PID 1 of its own PID namespace, with a shim outside.
+    pub pid_namespace: bool,
+    /// Create a user namespace too (needed without `CAP_SYS_ADMIN`).
+    pub user_namespace: bool,
+    /// More namespaces to create with the PID namespace (best effort).
+    pub extra_namespaces: libc::c_int,
+    /// `cgroup.procs` files the child joins before anything else.
+    pub cgroups: Vec<std::ffi::CString>,
+    /// A plan for the sandbox stage, sent on its channel at fd 4. The spawned program then gets
+    /// an empty environment: the stage sets the host's.
+    pub stage_plan: Option<Vec<u8>>,
+}
+
+impl Default for Isolation {
+    /// The containment every host gets without a sandbox: a PID namespace (with a user
+    /// namespace when not root), nothing else.
+    fn default() -> Self {
+        Self {
+            pid_namespace: true,
+            // Root can make a PID namespace directly; a user namespace would also take away its
+            // access to files owned by unmapped users, which is the sandbox's job, not this one's.
+            user_namespace: !sys::is_root(),
+            extra_namespaces: 0,
+            cgroups: Vec::new(),
+            stage_plan: None,
+        }
+    }
+}
+
 /// Starts `command` as the host of `extension_id`.
 ///
 /// The host gets: stdin from `/dev/null`; stdout and stderr piped to the supervisor's log and
@@ -139,7 +174,11 @@ impl SpawnedHost {
 ///
 /// # Errors
 /// [`SpawnError`] when the process cannot be started.
-pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHost, SpawnError> {
+pub fn spawn_host(
+    command: &HostCommand,
+    extension_id: &str,
+    isolation: &Isolation,
+) -> Result<SpawnedHost, SpawnError> {
     let program = command.program.display().to_string();
     let io_err = |source: io::Error| SpawnError::Io {
         program: program.clone(),
@@ -148,18 +187,31 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
     let (supervisor_end, host_end) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
     supervisor_end.set_nonblocking(true).map_err(io_err)?;
 
+    let stage = match &isolation.stage_plan {
+        Some(plan) => {
+            let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
+            // The plan is small (paths and limits) and fits the socket buffer; the stage reads
+            // it to end of file.
+            std::io::Write::write_all(&mut ours, plan).map_err(io_err)?;
+            ours.shutdown(std::net::Shutdown::Write).map_err(io_err)?;
+            ours.set_nonblocking(true).map_err(io_err)?;
+            Some((ours, theirs))
+        }
+        None => None,
+    };
     let mut cmd = Command::new(&command.program);
-    cmd.args(&command.args)
-        .env_clear()
-        .envs(
+    cmd.args(&command.args).env_clear();
+    if stage.is_none() {
+        cmd.envs(
             ENV_PASSTHROUGH
                 .iter()
                 .filter_map(|name| std::env::var_os(name).map(|v| (*name, v))),
         )
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .env("DSCODE_IPC_FD", IPC_FD.to_string())
-        .env("DSCODE_EXTENSION_ID", extension_id)
-        .stdin(Stdio::null())
+        .env("DSCODE_EXTENSION_ID", extension_id);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -176,10 +228,13 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
     let plan = ContainPlan {
         parent_pid: libc::pid_t::try_from(std::process::id()).expect("pid fits pid_t"),
         ipc: Some((host_end.as_raw_fd(), IPC_FD)),
-        pid_namespace: true,
-        // Root can make a PID namespace directly; a user namespace would also take away its
-        // access to files owned by unmapped users, which is the sandbox's job, not this one's.
-        user_namespace: (!sys::is_root()).then(IdMaps::identity),
+        stage: stage
+            .as_ref()
+            .map(|(_, theirs)| (theirs.as_raw_fd(), crate::sandbox::stage::STAGE_FD)),
+        pid_namespace: isolation.pid_namespace,
+        extra_namespaces: isolation.extra_namespaces,
+        user_namespace: isolation.user_namespace.then(IdMaps::identity),
+        cgroups: isolation.cgroups.clone(),
     };
     // SAFETY: `contain_in_child` is written for the pre-exec context (no allocation, only
     // async-signal-safe calls) and `plan` is fully built before the fork.
@@ -206,6 +261,10 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
         }
     })?;
     drop(host_end);
+    let stage = stage.map(|(ours, theirs)| {
+        drop(theirs);
+        ours
+    });
     let group = child.id().expect("a just-spawned child has a pid");
     let (pid, containment) = locate_host(group);
     let output = OutputTail::default();
@@ -227,7 +286,12 @@ pub fn spawn_host(command: &HostCommand, extension_id: &str) -> Result<SpawnedHo
         )));
     }
     let ipc = tokio::net::UnixStream::from_std(supervisor_end).map_err(io_err)?;
+    let stage = stage
+        .map(tokio::net::UnixStream::from_std)
+        .transpose()
+        .map_err(io_err)?;
     Ok(SpawnedHost {
+        stage,
         child,
         group,
         pid,

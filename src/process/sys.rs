@@ -15,10 +15,18 @@ pub struct ContainPlan {
     pub parent_pid: libc::pid_t,
     /// The host's end of the IPC socketpair and the fd number the host expects it at.
     pub ipc: Option<(RawFd, RawFd)>,
+    /// The sandbox stage's end of its setup channel and the fd number it expects it at.
+    pub stage: Option<(RawFd, RawFd)>,
     /// Put the host in a fresh PID namespace so that nothing it starts can outlive it.
     pub pid_namespace: bool,
+    /// More namespaces (`CLONE_NEWNS`, `CLONE_NEWNET`, ...) to create with the PID namespace.
+    /// Best effort: if the kernel refuses them, the PID namespace alone is tried.
+    pub extra_namespaces: libc::c_int,
     /// Also create a user namespace (needed without `CAP_SYS_ADMIN`), with these map contents.
     pub user_namespace: Option<IdMaps>,
+    /// `cgroup.procs` files (nul-terminated paths) the child moves itself into before anything
+    /// else, so the shim, the host and everything they start are accounted there.
+    pub cgroups: Vec<std::ffi::CString>,
 }
 
 /// Pre-rendered `/proc/self/{uid,gid}_map` lines mapping the caller's ids onto themselves.
@@ -56,7 +64,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Writes a whole buffer to a `/proc` file (nul-terminated path).
+/// Writes a whole buffer to a `/proc` or cgroup file (nul-terminated path).
 fn write_proc(path: &[u8], data: &[u8]) -> io::Result<()> {
     // SAFETY: `path` is nul-terminated (asserted by callers' literals); the fd is closed below.
     let fd = check(unsafe { libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
@@ -72,13 +80,21 @@ fn write_proc(path: &[u8], data: &[u8]) -> io::Result<()> {
 }
 
 fn unshare_namespaces(plan: &ContainPlan) -> io::Result<()> {
+    let base = if plan.user_namespace.is_some() {
+        libc::CLONE_NEWUSER | libc::CLONE_NEWPID
+    } else {
+        libc::CLONE_NEWPID
+    };
+    // SAFETY: unshare has no memory-safety preconditions.
+    if plan.extra_namespaces == 0
+        || check(unsafe { libc::unshare(base | plan.extra_namespaces) }).is_err()
+    {
+        // SAFETY: as above.
+        check(unsafe { libc::unshare(base) })?;
+    }
     let Some(maps) = &plan.user_namespace else {
-        // SAFETY: unshare has no memory-safety preconditions.
-        check(unsafe { libc::unshare(libc::CLONE_NEWPID) })?;
         return Ok(());
     };
-    // SAFETY: as above.
-    check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) })?;
     // The identity map only makes ids read the same inside. It cannot be written when the
     // supervisor is non-dumpable (its /proc files then belong to root); the namespaces work
     // without it, with the host's ids shown as the overflow id and file access unchanged.
@@ -108,12 +124,17 @@ const SHIM_BLOCKED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHU
 /// Only call between `fork` and `exec` (from `CommandExt::pre_exec`).
 pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     arm_death_signal(plan.parent_pid)?;
-    if let Some((from, to)) = plan.ipc {
+    for procs in &plan.cgroups {
+        write_proc(procs.as_bytes_with_nul(), b"0")?;
+    }
+    let mut last = 2;
+    for (from, to) in [plan.ipc, plan.stage].into_iter().flatten() {
         place_fd(from, to)?;
+        last = last.max(to);
     }
     // Whatever the embedding process left open without close-on-exec (a C library's log file, a
-    // socket) must not reach the host: everything above the IPC fd closes at exec.
-    cloexec_from(plan.ipc.map_or(3, |(_, to)| to + 1));
+    // socket) must not reach the host: everything above the fds placed here closes at exec.
+    cloexec_from(last + 1);
     if !plan.pid_namespace || unshare_namespaces(plan).is_err() {
         return Ok(());
     }
@@ -304,4 +325,157 @@ pub fn signal_group(leader: u32, signal: libc::c_int) -> io::Result<()> {
 pub fn set_non_dumpable() -> io::Result<()> {
     // SAFETY: prctl with PR_SET_DUMPABLE takes an integer flag.
     check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
+}
+
+/// The Landlock ABI version the kernel offers, or the errno explaining why there is none
+/// (`ENOSYS`: not built in; `EOPNOTSUPP`: built in but disabled at boot).
+///
+/// # Errors
+/// The errno of `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`.
+pub fn landlock_abi() -> io::Result<i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
+    // SAFETY: a null attribute pointer with size 0 and the VERSION flag only queries the ABI.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(i32::try_from(ret).unwrap_or(i32::MAX))
+    }
+}
+
+/// The calling thread's seccomp mode (0 off, 1 strict, 2 filter).
+///
+/// # Errors
+/// If prctl fails (a kernel without seccomp).
+pub fn seccomp_mode() -> io::Result<i32> {
+    // SAFETY: PR_GET_SECCOMP takes no pointers.
+    check(unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) })
+}
+
+/// Sets `PR_SET_NO_NEW_PRIVS`: no exec can grant privileges (setuid bits and file capabilities
+/// are ignored) from here on, for this process and its children.
+///
+/// # Errors
+/// If prctl fails.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integers only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+/// Whether `PR_SET_NO_NEW_PRIVS` is set.
+///
+/// # Errors
+/// If prctl fails.
+pub fn no_new_privs() -> io::Result<bool> {
+    // SAFETY: prctl with PR_GET_NO_NEW_PRIVS takes integers only.
+    check(unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) }).map(|v| v == 1)
+}
+
+/// Sets a resource limit (soft and hard).
+///
+/// # Errors
+/// If setrlimit fails.
+pub fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `limit` is a valid rlimit for the duration of the call.
+    check(unsafe { libc::setrlimit(resource, &raw const limit) }).map(drop)
+}
+
+/// Unshares a user namespace (and `extra` namespaces) in a throwaway child to learn whether this
+/// process could, without changing anything here.
+///
+/// # Errors
+/// The errno the child's `unshare` failed with, or a fork failure.
+pub fn probe_unshare(extra: libc::c_int) -> io::Result<()> {
+    let flags = libc::CLONE_NEWUSER | extra;
+    // SAFETY: the child only calls unshare and _exit, which are async-signal-safe.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            let code = if libc::unshare(flags) == 0 {
+                0
+            } else {
+                (*libc::__errno_location()).clamp(1, 255)
+            };
+            libc::_exit(code);
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let ret = unsafe { libc::waitpid(pid, &raw mut status, 0) };
+        if ret == pid {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+        None => Err(io::Error::other("the probe child died")),
+    }
+}
+
+/// Forks the calling process. Only for the sandbox stage, which is single-threaded.
+///
+/// # Errors
+/// If fork fails.
+pub fn fork_single_threaded() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: the stage calls this before starting any thread, so the child inherits no lock
+    // held by another thread.
+    let pid = check(unsafe { libc::fork() })?;
+    Ok((pid != 0).then_some(pid))
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Installs a handler that does nothing for each of `signals`. PID 1 of a namespace only
+/// receives signals it has a handler for, even blocked ones it collects with `sigwait`.
+///
+/// # Errors
+/// If sigaction fails.
+pub fn install_noop_handlers(signals: &[libc::c_int]) -> io::Result<()> {
+    for &signal in signals {
+        // SAFETY: a zeroed sigaction with a valid handler and an empty mask is well-formed; the
+        // handler is async-signal-safe (it does nothing).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&raw mut action.sa_mask);
+            check(libc::sigaction(
+                signal,
+                &raw const action,
+                std::ptr::null_mut(),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Restores the default disposition of `signal`.
+///
+/// # Errors
+/// If sigaction fails.
+pub fn set_default_disposition(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: SIG_DFL is always a valid disposition.
+    let previous = unsafe { libc::signal(signal, libc::SIG_DFL) };
+    if previous == libc::SIG_ERR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

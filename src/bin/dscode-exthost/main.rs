@@ -118,6 +118,8 @@ pub(crate) fn default_socket() -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // When the sandbox runs this binary as its stage, that is all it does.
+    dscode_extension_host::sandbox::stage::run_if_requested();
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Run { .. } => "info",

@@ -1,0 +1,439 @@
+//! OS sandboxes for extension hosts: bubblewrap namespaces, Landlock, seccomp, dropped
+//! capabilities and resource limits, chosen by a [`Profile`] and reported layer by layer.
+//!
+//! # How a sandboxed host starts
+//!
+//! The supervisor never applies Landlock or seccomp to itself. For each start it:
+//! 1. resolves the profile's [`Backend`] against what the machine offers ([`probe`]);
+//! 2. refuses the start with [`SandboxError::Unavailable`] if a layer the profile requires
+//!    cannot be enforced (never a silent downgrade);
+//! 3. creates the host's cgroup where it may, and forks. In the child, before `exec`, the
+//!    process joins the cgroup and (Landlock backend) unshares its namespaces;
+//! 4. execs the **stage**: this crate's code running in a fresh, single-threaded process inside
+//!    the namespaces (bubblewrap's, or its own). The stage reads a [`stage::StagePlan`] from a
+//!    private channel, mounts a private `/tmp` and `/proc` where it owns a mount namespace, sets
+//!    resource limits, applies Landlock, drops every capability and verifies none is left, sets
+//!    `no_new_privs`, installs the seccomp filter, reports what it enforced, and execs `node`.
+//!
+//! With bubblewrap the command is `bwrap … -- stage`; with Landlock alone it is the stage itself.
+//! The stage is the supervisor's own executable (see [`stage::run_if_requested`]), so there is
+//! nothing extra to install.
+
+pub mod bwrap;
+pub mod cgroup;
+pub mod probe;
+pub mod profile;
+mod seccomp;
+pub mod stage;
+
+pub mod prepare;
+pub mod watch;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use prepare::{Prepared, prepare};
+pub use probe::Probe;
+pub use profile::{Limits, Profile, ProfileError};
+
+/// Which mechanism isolates a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// The strongest stack the machine offers: `bwrap+landlock`, else `bwrap`, else `landlock`.
+    Auto,
+    /// bubblewrap namespaces and an empty root with read-only binds; seccomp inside.
+    Bwrap,
+    /// Landlock, seccomp and the supervisor's own namespaces; no external binary.
+    Landlock,
+    /// bubblewrap first, then Landlock and seccomp inside it.
+    #[serde(rename = "bwrap+landlock")]
+    BwrapLandlock,
+    /// No sandbox at all. An explicit opt-in, warned about at every start.
+    None,
+}
+
+impl Backend {
+    /// The name used in profiles and reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Bwrap => "bwrap",
+            Self::Landlock => "landlock",
+            Self::BwrapLandlock => "bwrap+landlock",
+            Self::None => "none",
+        }
+    }
+
+    /// Every backend, for messages.
+    pub const ALL: [Self; 5] = [
+        Self::Auto,
+        Self::Bwrap,
+        Self::Landlock,
+        Self::BwrapLandlock,
+        Self::None,
+    ];
+
+    pub(crate) fn uses_bwrap(self) -> bool {
+        matches!(self, Self::Bwrap | Self::BwrapLandlock)
+    }
+
+    pub(crate) fn uses_landlock(self) -> bool {
+        matches!(self, Self::Landlock | Self::BwrapLandlock)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|b| b.name()).collect();
+                format!("is {s:?}; valid backends are {}", names.join(", "))
+            })
+    }
+}
+
+/// One isolation layer, reported separately at every start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    /// User, PID, network, IPC, UTS and mount namespaces.
+    Namespaces,
+    /// The file-system view: only the runtime, the extension, its storage and granted paths.
+    Filesystem,
+    /// No sockets of its own: no TCP, UDP, DNS, abstract or pathname Unix sockets.
+    Network,
+    /// The seccomp filter (ptrace, `process_vm_*`, keyrings, io_uring, mount, bpf, ...).
+    Seccomp,
+    /// Every capability set empty, verified before `exec`.
+    Capabilities,
+    /// `no_new_privs`: setuid binaries and file capabilities grant nothing.
+    NoNewPrivs,
+    /// A cleared environment plus an allow-list.
+    Environment,
+    /// Only stdio and the IPC socket are inherited.
+    Descriptors,
+    /// A private, size-capped `/tmp`.
+    Tmp,
+    /// A memory limit that does not break V8 (no `RLIMIT_AS`).
+    Memory,
+    /// A limit on processes and threads.
+    Processes,
+    /// A CPU quota.
+    Cpu,
+    /// Limits on open files and file size.
+    Files,
+    /// No core dumps.
+    CoreDumps,
+}
+
+impl Layer {
+    /// Every layer, in report order.
+    pub const ALL: [Self; 14] = [
+        Self::Namespaces,
+        Self::Filesystem,
+        Self::Network,
+        Self::Seccomp,
+        Self::Capabilities,
+        Self::NoNewPrivs,
+        Self::Environment,
+        Self::Descriptors,
+        Self::Tmp,
+        Self::Memory,
+        Self::Processes,
+        Self::Cpu,
+        Self::Files,
+        Self::CoreDumps,
+    ];
+
+    /// The name used in profiles and reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Namespaces => "namespaces",
+            Self::Filesystem => "filesystem",
+            Self::Network => "network",
+            Self::Seccomp => "seccomp",
+            Self::Capabilities => "capabilities",
+            Self::NoNewPrivs => "no-new-privs",
+            Self::Environment => "environment",
+            Self::Descriptors => "descriptors",
+            Self::Tmp => "tmp",
+            Self::Memory => "memory",
+            Self::Processes => "processes",
+            Self::Cpu => "cpu",
+            Self::Files => "files",
+            Self::CoreDumps => "core-dumps",
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Layer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|l| l.name()).collect();
+                format!(
+                    "has an unknown layer {s:?}; valid layers are {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// How completely a layer is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Enforcement {
+    /// Not in force at all.
+    NotEnforced,
+    /// In force with gaps the detail names.
+    PartiallyEnforced,
+    /// In force as the profile asks.
+    FullyEnforced,
+}
+
+/// What one layer amounts to for one host start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// The layer.
+    pub layer: Layer,
+    /// How completely it is enforced.
+    pub enforcement: Enforcement,
+    /// The mechanism, or why it is missing and what to do about it.
+    pub detail: String,
+    /// Whether the profile requires it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+impl LayerReport {
+    pub(crate) fn new(layer: Layer, enforcement: Enforcement, detail: impl Into<String>) -> Self {
+        Self {
+            layer,
+            enforcement,
+            detail: detail.into(),
+            required: false,
+        }
+    }
+
+    pub(crate) fn full(layer: Layer, detail: impl Into<String>) -> Self {
+        Self::new(layer, Enforcement::FullyEnforced, detail)
+    }
+
+    pub(crate) fn partial(layer: Layer, detail: impl Into<String>) -> Self {
+        Self::new(layer, Enforcement::PartiallyEnforced, detail)
+    }
+
+    pub(crate) fn missing(layer: Layer, detail: impl Into<String>) -> Self {
+        Self::new(layer, Enforcement::NotEnforced, detail)
+    }
+}
+
+/// What a host start enforced, layer by layer. Logged at every start and kept in the host's
+/// status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcementReport {
+    /// The profile's name.
+    pub profile: String,
+    /// The backend that ran (never `auto`).
+    pub backend: Backend,
+    /// One entry per layer, in [`Layer::ALL`] order.
+    pub layers: Vec<LayerReport>,
+}
+
+impl EnforcementReport {
+    /// The entry for `layer`.
+    #[must_use]
+    pub fn layer(&self, layer: Layer) -> Option<&LayerReport> {
+        self.layers.iter().find(|l| l.layer == layer)
+    }
+
+    /// The weakest enforcement among all layers.
+    #[must_use]
+    pub fn overall(&self) -> Enforcement {
+        self.layers
+            .iter()
+            .map(|l| l.enforcement)
+            .min()
+            .unwrap_or(Enforcement::NotEnforced)
+    }
+
+    /// One line per layer, for logs and the demo.
+    #[must_use]
+    pub fn table(&self) -> String {
+        use fmt::Write as _;
+        let mut out = format!(
+            "sandbox: profile {} on backend {}\n",
+            self.profile, self.backend
+        );
+        for l in &self.layers {
+            let mark = match l.enforcement {
+                Enforcement::FullyEnforced => "full   ",
+                Enforcement::PartiallyEnforced => "partial",
+                Enforcement::NotEnforced => "none   ",
+            };
+            let required = if l.required { " (required)" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {mark} {:<13}{} {required}",
+                l.layer.name(),
+                l.detail
+            );
+        }
+        out
+    }
+}
+
+/// Why a host was not started in a sandbox.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// A layer the profile requires cannot be enforced on this machine.
+    #[error(
+        "sandbox unavailable: the {profile} profile requires {layer} on the {backend} backend, which cannot be enforced here: {message}"
+    )]
+    Unavailable {
+        /// The profile.
+        profile: String,
+        /// The backend.
+        backend: Backend,
+        /// The layer.
+        layer: Layer,
+        /// Why, and what the user can do.
+        message: String,
+    },
+    /// The sandbox could not be set up for another reason (a path that cannot be opened, a
+    /// stage that did not answer).
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+/// Where the sandbox finds its helpers.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// The `bwrap` executable (looked up on `PATH` if it has no slash).
+    pub bwrap: PathBuf,
+    /// The stage executable: a program whose `main` calls [`stage::run_if_requested`] first.
+    /// `None` uses the current executable, which must do so (`dscode-exthost` does).
+    pub stage: Option<PathBuf>,
+    /// The cgroup under which hosts get their own cgroups; `None` detects one.
+    pub cgroup_parent: Option<PathBuf>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            bwrap: PathBuf::from("bwrap"),
+            stage: None,
+            cgroup_parent: None,
+        }
+    }
+}
+
+/// The sandbox for one host: a profile, the helpers, and what its grants let it see.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// The profile.
+    pub profile: Arc<Profile>,
+    /// Helpers.
+    pub settings: Arc<SandboxSettings>,
+    /// Directories the host may read directly (from its granted `fileSystem.read`).
+    pub read: Vec<PathBuf>,
+    /// Directories the host may write directly (from its granted `fileSystem.write`).
+    pub write: Vec<PathBuf>,
+}
+
+impl SandboxSpec {
+    /// The built-in default profile with default settings and no workspace access.
+    #[must_use]
+    pub fn default_profile() -> Self {
+        Self::new(Profile::default_profile(), SandboxSettings::default())
+    }
+
+    /// A profile with settings and no workspace access.
+    #[must_use]
+    pub fn new(profile: Profile, settings: SandboxSettings) -> Self {
+        Self {
+            profile: Arc::new(profile),
+            settings: Arc::new(settings),
+            read: Vec::new(),
+            write: Vec::new(),
+        }
+    }
+
+    /// No sandbox (backend `none`). Every start logs a warning.
+    #[must_use]
+    pub fn none() -> Self {
+        let profile = Profile::parse("none", "built-in `none`", "backend = \"none\"")
+            .expect("the none profile is valid");
+        Self::new(profile, SandboxSettings::default())
+    }
+}
+
+/// The directories a host may read and write directly, from its effective permissions: the
+/// literal prefix of each granted `fileSystem.read`/`write` workspace scope (`src/**` gives
+/// `<workspace>/src`). Globs narrower than a directory are widened to it here and narrowed again
+/// by the broker. A permission with any scoped deny is left out of the direct view entirely,
+/// because the OS layers cannot subtract a path: such an extension goes through the broker.
+#[must_use]
+pub fn direct_view(
+    permissions: &crate::permissions::ExtensionPermissions,
+    workspace: &[PathBuf],
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    use crate::permissions::{Permission, Scope, ScopeRoot};
+    let dirs = |permission: Permission| -> Vec<PathBuf> {
+        if permissions.has_scoped_deny(permission) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for request in permissions.allowed() {
+            if request.permission != permission {
+                continue;
+            }
+            let prefix: PathBuf = match &request.scope {
+                None => PathBuf::new(),
+                Some(Scope::Path {
+                    root: ScopeRoot::Workspace,
+                    glob,
+                }) => glob
+                    .iter()
+                    .take_while(|seg| !seg.contains(['*', '?', '[']))
+                    .collect(),
+                Some(_) => continue,
+            };
+            out.extend(workspace.iter().map(|w| w.join(&prefix)));
+        }
+        out.sort();
+        out.dedup();
+        out
+    };
+    (
+        dirs(Permission::FileSystemRead),
+        dirs(Permission::FileSystemWrite),
+    )
+}

@@ -1,0 +1,594 @@
+//! Turning a host's command and a [`SandboxSpec`] into what `spawn_host` runs.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::cgroup::{Controller, HostCgroup};
+use super::probe::{Probe, find_executable};
+use super::stage::{LandlockPlan, MountPlan, Rlimits, StagePlan, StageReport};
+use super::{
+    Backend, Enforcement, EnforcementReport, Layer, LayerReport, SandboxError, SandboxSpec, bwrap,
+};
+use crate::process::HostCommand;
+
+/// A host start, sandboxed: what to spawn and how, and what is known about its enforcement
+/// before it runs.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The backend that will run (never `auto`).
+    pub backend: Backend,
+    /// What to execute: `bwrap`, the stage, or (backend `none`) the host itself.
+    pub command: HostCommand,
+    /// The plan for the stage, when there is one.
+    pub plan: Option<StagePlan>,
+    /// Namespaces the pre-exec child creates itself (the Landlock backend).
+    pub namespaces: Namespaces,
+    /// The host's cgroup, when the machine delegates one.
+    pub cgroup: Option<HostCgroup>,
+    /// Limits the supervisor watches itself because no cgroup enforces them.
+    pub watchdog: Watchdog,
+    /// The layers known before the host runs; the stage adds its own.
+    pub report: EnforcementReport,
+}
+
+/// Namespaces made in the pre-exec child.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Namespaces {
+    /// A PID namespace with the shim outside it.
+    pub pid: bool,
+    /// A user namespace (not root).
+    pub user: bool,
+    /// Mount, network, IPC and UTS namespaces as well.
+    pub extra: libc::c_int,
+}
+
+/// Limits the supervisor enforces by polling, where no cgroup does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watchdog {
+    /// Kill the host when its processes' resident memory exceeds this.
+    pub memory_bytes: Option<u64>,
+    /// Kill the host when it has this many processes and threads.
+    pub pids: Option<u64>,
+}
+
+impl Prepared {
+    /// Adds an entry measured after the spawn (the host's namespaces).
+    pub fn merge_entry(&mut self, entry: LayerReport) {
+        merge(&mut self.report, entry);
+    }
+
+    /// Merges the stage's entries into the report and applies the profile's requirements: a
+    /// layer entry from the stage replaces a missing one, and two mechanisms for one layer
+    /// count as the stronger.
+    ///
+    /// # Errors
+    /// [`SandboxError::Unavailable`] when a required layer ended up not enforced, or the stage
+    /// refused.
+    pub fn finish(&mut self, stage: StageReport, required: &[Layer]) -> Result<(), SandboxError> {
+        if let Some(error) = stage.error {
+            return Err(SandboxError::Unavailable {
+                profile: self.report.profile.clone(),
+                backend: self.backend,
+                layer: stage.layers.last().map_or(Layer::Filesystem, |l| l.layer),
+                message: error,
+            });
+        }
+        for entry in stage.layers {
+            merge(&mut self.report, entry);
+        }
+        mark_required(&mut self.report, required);
+        check_required(&self.report, self.backend)
+    }
+}
+
+fn merge(report: &mut EnforcementReport, entry: LayerReport) {
+    match report.layers.iter_mut().find(|l| l.layer == entry.layer) {
+        Some(existing)
+            if existing.enforcement == Enforcement::NotEnforced && existing.detail.is_empty() =>
+        {
+            *existing = entry;
+        }
+        Some(existing) => {
+            if entry.enforcement > existing.enforcement {
+                existing.enforcement = entry.enforcement;
+            }
+            existing.detail = format!("{}; {}", existing.detail, entry.detail);
+        }
+        None => report.layers.push(entry),
+    }
+}
+
+fn mark_required(report: &mut EnforcementReport, required: &[Layer]) {
+    for entry in &mut report.layers {
+        entry.required = required.contains(&entry.layer);
+    }
+    report.layers.sort_by_key(|l| l.layer);
+}
+
+fn check_required(report: &EnforcementReport, backend: Backend) -> Result<(), SandboxError> {
+    match report
+        .layers
+        .iter()
+        .find(|l| l.required && l.enforcement == Enforcement::NotEnforced)
+    {
+        Some(missing) => Err(SandboxError::Unavailable {
+            profile: report.profile.clone(),
+            backend,
+            layer: missing.layer,
+            message: missing.detail.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The Namespaces entry for a host, from its `/proc/<pid>/ns` links compared with ours.
+#[must_use]
+pub fn namespaces_entry(host_pid: u32) -> LayerReport {
+    let names = ["user", "pid", "mnt", "net", "ipc", "uts"];
+    let mut own = Vec::new();
+    let mut shared = Vec::new();
+    for name in names {
+        let theirs = std::fs::read_link(format!("/proc/{host_pid}/ns/{name}"));
+        let ours = std::fs::read_link(format!("/proc/self/ns/{name}"));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) if t != o => own.push(name),
+            _ => shared.push(name),
+        }
+    }
+    let detail = if shared.is_empty() {
+        format!("own {}", own.join(", "))
+    } else {
+        format!(
+            "own {}; shared {}",
+            if own.is_empty() {
+                "none".to_owned()
+            } else {
+                own.join(", ")
+            },
+            shared.join(", ")
+        )
+    };
+    // Root needs no user namespace to be contained; everyone else does.
+    let enough = shared
+        .iter()
+        .all(|n| *n == "user" && crate::process::sys::is_root());
+    match (own.is_empty(), enough) {
+        (true, _) => LayerReport::missing(Layer::Namespaces, detail),
+        (false, true) => LayerReport::full(Layer::Namespaces, detail),
+        (false, false) => LayerReport::partial(Layer::Namespaces, detail),
+    }
+}
+
+/// Where a program's installation lives: `/opt/node` for `/opt/node/bin/node`.
+fn install_prefix(program: &Path) -> Option<PathBuf> {
+    let dir = program.parent()?;
+    if dir.file_name().is_some_and(|n| n == "bin") {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
+fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+/// Plans the start of `command` for extension `id` under `sandbox`.
+///
+/// # Errors
+/// [`SandboxError::Unavailable`] when the backend cannot run here or a required layer cannot
+/// be enforced; [`SandboxError::Setup`] when the stage executable cannot be found.
+pub fn prepare(
+    id: &str,
+    command: &HostCommand,
+    extension_path: &Path,
+    storage_path: Option<&Path>,
+    sandbox: &SandboxSpec,
+) -> Result<Prepared, SandboxError> {
+    let profile = &sandbox.profile;
+    let settings = &sandbox.settings;
+    let mut report = EnforcementReport {
+        profile: profile.name.clone(),
+        backend: profile.backend,
+        layers: Layer::ALL
+            .iter()
+            .map(|&l| LayerReport::missing(l, ""))
+            .collect(),
+    };
+    let set = |report: &mut EnforcementReport, entry: LayerReport| merge(report, entry);
+    set(
+        &mut report,
+        LayerReport::full(
+            Layer::Environment,
+            format!("cleared; passed through: {}", profile.env.join(", ")),
+        ),
+    );
+    set(
+        &mut report,
+        LayerReport::full(
+            Layer::Descriptors,
+            "only stdio and the IPC socket (fd 3); everything else closes at exec",
+        ),
+    );
+    if profile.backend == Backend::None {
+        for entry in &mut report.layers {
+            if entry.detail.is_empty() {
+                entry.detail = "backend `none`: no sandbox".into();
+            }
+        }
+        mark_required(&mut report, &profile.required);
+        check_required(&report, Backend::None)?;
+        return Ok(Prepared {
+            backend: Backend::None,
+            command: command.clone(),
+            plan: None,
+            namespaces: Namespaces {
+                pid: true,
+                user: !crate::process::sys::is_root(),
+                extra: 0,
+            },
+            cgroup: None,
+            watchdog: Watchdog::default(),
+            report,
+        });
+    }
+
+    let probe = Probe::run(&settings.bwrap, settings.cgroup_parent.as_deref());
+    let unavailable = |layer: Layer, backend: Backend, message: String| SandboxError::Unavailable {
+        profile: profile.name.clone(),
+        backend,
+        layer,
+        message,
+    };
+    let landlock_ok = probe.landlock.available;
+    let backend = match profile.backend {
+        Backend::Auto if probe.bwrap_usable() && landlock_ok => Backend::BwrapLandlock,
+        Backend::Auto if probe.bwrap_usable() => Backend::Bwrap,
+        Backend::Auto => Backend::Landlock,
+        other => other,
+    };
+    report.backend = backend;
+    if backend.uses_bwrap() && !probe.bwrap_usable() {
+        let why = if probe.bwrap.available {
+            format!(
+                "{}: {}",
+                probe.user_namespaces.detail,
+                probe.user_namespaces.advice.clone().unwrap_or_default()
+            )
+        } else {
+            format!(
+                "{}; {}, or use a profile with backend = \"landlock\"",
+                probe.bwrap.detail,
+                probe.bwrap.advice.clone().unwrap_or_default()
+            )
+        };
+        return Err(unavailable(Layer::Namespaces, backend, why));
+    }
+    if backend.uses_landlock()
+        && !landlock_ok
+        && profile.requires(Layer::Filesystem)
+        && !backend.uses_bwrap()
+    {
+        return Err(unavailable(
+            Layer::Filesystem,
+            backend,
+            format!(
+                "{}; {}",
+                probe.landlock.detail,
+                probe.landlock.advice.clone().unwrap_or_default()
+            ),
+        ));
+    }
+
+    let stage = match &settings.stage {
+        Some(stage) => stage.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| SandboxError::Setup(format!("cannot find the stage executable: {e}")))?,
+    };
+    let stage = std::fs::canonicalize(&stage)
+        .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))?;
+    let program = find_executable(&command.program)
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| {
+            SandboxError::Setup(format!("`{}` was not found", command.program.display()))
+        })?;
+
+    // What the host may read: the runtime, the program's own installation, its script
+    // arguments' folders, the extension, and granted paths. What it may write: storage and
+    // granted paths.
+    let existing = |paths: &mut Vec<PathBuf>| paths.retain(|p| p.exists());
+    let mut read: Vec<PathBuf> = profile.runtime.clone();
+    existing(&mut read);
+    if !under_any(&program, &read)
+        && let Some(prefix) = install_prefix(&program)
+    {
+        read.push(prefix);
+    }
+    for arg in &command.args {
+        let path = Path::new(arg);
+        if path.is_absolute() && path.exists() {
+            let dir = if path.is_dir() {
+                Some(path)
+            } else {
+                path.parent()
+            };
+            read.extend(dir.map(Path::to_path_buf));
+        }
+    }
+    read.push(extension_path.to_owned());
+    read.extend(profile.read.iter().cloned());
+    read.extend(sandbox.read.iter().cloned());
+    let mut write: Vec<PathBuf> = storage_path.map(Path::to_path_buf).into_iter().collect();
+    write.extend(profile.write.iter().cloned());
+    write.extend(sandbox.write.iter().cloned());
+    existing(&mut read);
+    existing(&mut write);
+    for list in [&mut read, &mut write] {
+        list.sort();
+        list.dedup();
+    }
+
+    let root = crate::process::sys::is_root();
+    // Cgroups first: what they cannot do falls to the watchdog and rlimits.
+    let cgroup = super::cgroup::find(settings.cgroup_parent.as_deref())
+        .and_then(|parents| match HostCgroup::create(&parents, id, &profile.limits) {
+            Ok(cgroup) => Some(cgroup),
+            Err(err) => {
+                tracing::warn!(extension = id, error = %err, "could not create a cgroup for the host");
+                None
+            }
+        });
+    let version = |c: &HostCgroup| if c.is_v2() { "v2" } else { "v1" };
+    let mut watchdog = Watchdog::default();
+    let mib = |b: u64| b / (1024 * 1024);
+    let limits = &profile.limits;
+    match cgroup.as_ref().filter(|c| c.has(Controller::Memory)) {
+        Some(c) => set(
+            &mut report,
+            LayerReport::full(
+                Layer::Memory,
+                format!(
+                    "cgroup {} memory limit {} MiB",
+                    version(c),
+                    mib(limits.memory_bytes)
+                ),
+            ),
+        ),
+        None => {
+            watchdog.memory_bytes = Some(limits.memory_bytes);
+            set(
+                &mut report,
+                LayerReport::partial(
+                    Layer::Memory,
+                    format!(
+                        "no memory cgroup: the supervisor kills the host above {} MiB resident (checked every 100 ms), V8 heap capped",
+                        mib(limits.memory_bytes)
+                    ),
+                ),
+            );
+        }
+    }
+    let in_user_ns = backend.uses_bwrap() || !root;
+    let processes = match cgroup.as_ref().filter(|c| c.has(Controller::Pids)) {
+        Some(c) => LayerReport::full(
+            Layer::Processes,
+            format!("cgroup {} pids limit {}", version(c), limits.pids),
+        ),
+        None if in_user_ns => {
+            watchdog.pids = Some(limits.pids);
+            LayerReport::full(
+                Layer::Processes,
+                format!("RLIMIT_NPROC {} in the host's user namespace", limits.pids),
+            )
+        }
+        None => {
+            watchdog.pids = Some(limits.pids);
+            LayerReport::partial(
+                Layer::Processes,
+                format!(
+                    "no pids cgroup and root has no user namespace for RLIMIT_NPROC: the supervisor kills the host at {} processes",
+                    limits.pids
+                ),
+            )
+        }
+    };
+    set(&mut report, processes);
+    match cgroup.as_ref().filter(|c| c.has(Controller::Cpu)) {
+        Some(c) => set(
+            &mut report,
+            LayerReport::full(
+                Layer::Cpu,
+                format!(
+                    "cgroup {} cpu quota {}% of a core",
+                    version(c),
+                    limits.cpu_percent
+                ),
+            ),
+        ),
+        None => set(
+            &mut report,
+            LayerReport::missing(
+                Layer::Cpu,
+                "no cpu cgroup delegated to the supervisor; `dscode-exthost doctor` says how",
+            ),
+        ),
+    }
+    set(
+        &mut report,
+        LayerReport::full(Layer::CoreDumps, "RLIMIT_CORE 0"),
+    );
+    if let Some(pids) = cgroup
+        .as_ref()
+        .and_then(|c| c.has(Controller::Pids).then_some(limits.pids))
+    {
+        // The cgroup refuses forks past the limit; the watchdog turns that into a kill with a
+        // reason, so a fork bomb ends instead of spinning.
+        watchdog.pids = Some(pids);
+    }
+
+    let mut env: Vec<(OsString, OsString)> = profile
+        .env
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(name), v)))
+        .collect();
+    env.extend(command.env.iter().cloned());
+    env.push((
+        "DSCODE_IPC_FD".into(),
+        crate::process::IPC_FD.to_string().into(),
+    ));
+    env.push(("DSCODE_EXTENSION_ID".into(), id.into()));
+    env.push(("TMPDIR".into(), "/tmp".into()));
+    if let Some(storage) = storage_path {
+        env.push(("HOME".into(), storage.into()));
+    }
+    if program
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("node"))
+    {
+        // V8 sizes its heap from the machine; keep it inside the memory limit so a heap that
+        // grows is stopped by V8 with a clear error before the kernel or watchdog steps in.
+        let heap_mib = (mib(limits.memory_bytes) * 3 / 4).max(16);
+        env.push((
+            "NODE_OPTIONS".into(),
+            format!("--max-old-space-size={heap_mib}").into(),
+        ));
+    }
+
+    let supervisor_mnt_ns = std::fs::read_link("/proc/self/ns/mnt")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let namespaces;
+    let mounts;
+    let init;
+    let launched: HostCommand;
+    if backend.uses_bwrap() {
+        let view = bwrap::View {
+            read: read.clone(),
+            write: write.clone(),
+            tmp_bytes: profile.tmp_bytes,
+            share_network: profile.network,
+        };
+        let bwrap_path = probe.bwrap_path.clone().expect("usable bwrap has a path");
+        launched = HostCommand {
+            program: bwrap_path,
+            args: bwrap::args(
+                &view,
+                &stage,
+                &command
+                    .cwd
+                    .clone()
+                    .unwrap_or_else(|| extension_path.to_owned()),
+            ),
+            env: Vec::new(),
+            cwd: None,
+        };
+        namespaces = Namespaces::default();
+        mounts = None;
+        init = false;
+        set(
+            &mut report,
+            LayerReport::full(
+                Layer::Namespaces,
+                "bwrap: own user (nested ones disabled), pid, net, ipc, uts, mount, cgroup",
+            ),
+        );
+        set(
+            &mut report,
+            LayerReport::full(
+                Layer::Filesystem,
+                "bwrap: empty root, read-only binds of the runtime and extension, writable storage and granted paths, fresh /proc, minimal /dev",
+            ),
+        );
+        set(
+            &mut report,
+            LayerReport::full(
+                Layer::Tmp,
+                format!("bwrap tmpfs on /tmp, {} MiB", mib(profile.tmp_bytes)),
+            ),
+        );
+        if !profile.network {
+            set(
+                &mut report,
+                LayerReport::full(Layer::Network, "bwrap: empty network namespace"),
+            );
+        }
+    } else {
+        launched = HostCommand {
+            program: stage.clone(),
+            args: vec![super::stage::STAGE_ARG.into()],
+            env: Vec::new(),
+            cwd: None,
+        };
+        let mut extra = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        if !profile.network {
+            extra |= libc::CLONE_NEWNET;
+        }
+        namespaces = Namespaces {
+            pid: true,
+            user: !root,
+            extra,
+        };
+        let keep_under_tmp = read
+            .iter()
+            .chain(&write)
+            .filter(|p| p.starts_with("/tmp"))
+            .cloned()
+            .collect();
+        mounts = Some(MountPlan {
+            tmp_bytes: profile.tmp_bytes,
+            keep_under_tmp,
+            proc: true,
+        });
+        init = true;
+    }
+    let landlock = backend.uses_landlock().then(|| {
+        let mut read = read.clone();
+        read.push(stage.clone());
+        LandlockPlan {
+            read,
+            write: write.clone(),
+        }
+    });
+    if backend == Backend::Bwrap {
+        // bwrap alone: the mount view is the file-system layer; Landlock adds nothing here.
+    }
+    let plan = StagePlan {
+        program,
+        args: command.args.clone(),
+        env,
+        cwd: command
+            .cwd
+            .clone()
+            .unwrap_or_else(|| extension_path.to_owned()),
+        supervisor_mnt_ns,
+        mounts,
+        landlock,
+        network: profile.network,
+        rlimits: Rlimits {
+            open_files: limits.open_files,
+            file_size: limits.file_size_bytes,
+            processes: in_user_ns.then_some(limits.pids),
+        },
+        required: profile.required.clone(),
+        init,
+    };
+    mark_required(&mut report, &profile.required);
+    // Layers the supervisor alone decides are checked now; the rest when the stage reports.
+    for layer in [Layer::Memory, Layer::Processes, Layer::Cpu] {
+        if let Some(entry) = report
+            .layer(layer)
+            .filter(|e| e.required && e.enforcement == Enforcement::NotEnforced)
+        {
+            return Err(unavailable(layer, backend, entry.detail.clone()));
+        }
+    }
+    Ok(Prepared {
+        backend,
+        command: launched,
+        plan: Some(plan),
+        namespaces,
+        cgroup,
+        watchdog,
+        report,
+    })
+}

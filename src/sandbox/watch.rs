@@ -1,0 +1,122 @@
+//! The supervisor's side of a sandboxed start: the stage's report, and the resource use of a
+//! host's process tree for limits no cgroup enforces.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::stage::StageReport;
+
+/// Reads the stage's report: everything it writes before its channel closes at `exec`.
+///
+/// # Errors
+/// A message for the user when the stage said nothing (it is not a stage, or it died first),
+/// sent garbage, or took longer than `timeout`.
+pub async fn read_stage_report(
+    mut stage: tokio::net::UnixStream,
+    child: &mut tokio::process::Child,
+    timeout: Duration,
+) -> Result<StageReport, String> {
+    let mut text = Vec::new();
+    let read = tokio::time::timeout(timeout, stage.read_to_end(&mut text)).await;
+    match read {
+        Err(_) => {
+            return Err(format!(
+                "the sandbox stage did not finish within {} ms",
+                timeout.as_millis()
+            ));
+        }
+        Ok(Err(err)) => return Err(format!("reading the sandbox stage's report: {err}")),
+        Ok(Ok(_)) => {}
+    }
+    if text.is_empty() {
+        let status = tokio::time::timeout(Duration::from_millis(500), child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let how = status.map_or_else(String::new, |s| format!(" ({s})"));
+        return Err(format!(
+            "the sandbox stage exited without a report{how}: the stage executable must call \
+             `dscode_extension_host::sandbox::stage::run_if_requested()` first thing in main \
+             (set `SandboxSettings::stage` to a program that does, such as `dscode-exthost`), \
+             and bubblewrap must be able to create its namespaces"
+        ));
+    }
+    serde_json::from_slice(&text)
+        .map_err(|err| format!("the sandbox stage's report is malformed: {err}"))
+}
+
+/// What a process tree uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Resident memory, summed over processes.
+    pub rss_bytes: u64,
+    /// Processes plus their threads.
+    pub tasks: u64,
+}
+
+/// Resident memory and task count of `root` and all its descendants, from `/proc`.
+#[must_use]
+pub fn tree_usage(root: u32) -> Usage {
+    let page = page_size();
+    let mut usage = Usage::default();
+    let mut stack = vec![root];
+    let mut seen = 0usize;
+    while let Some(pid) = stack.pop() {
+        seen += 1;
+        if seen > 65_536 {
+            break;
+        }
+        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            && let Some(resident) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            usage.rss_bytes += resident * page;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            usage.tasks += 1;
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                stack.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    usage
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_of_this_process_counts_its_threads_and_memory() {
+        let me = std::process::id();
+        let before = tree_usage(me);
+        let handle = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(300)));
+        std::thread::sleep(Duration::from_millis(50));
+        let during = tree_usage(me);
+        handle.join().unwrap();
+        assert!(before.rss_bytes > 1 << 20, "{before:?}");
+        assert!(
+            during.tasks > before.tasks.saturating_sub(1),
+            "{before:?} {during:?}"
+        );
+        assert!(during.tasks >= 2);
+    }
+}
