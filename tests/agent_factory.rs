@@ -15,7 +15,7 @@ fn agent_factory() -> HostHandle {
     let spec = HostSpec {
         id: "local.agent-factory".into(),
         command: HostCommand {
-            program: "python3".into(),
+            program: common::python(),
             args: vec![dir.join("host.py").into_os_string()],
             env: Vec::new(),
             cwd: Some(dir.clone()),
@@ -27,6 +27,7 @@ fn agent_factory() -> HostHandle {
         handshake_secrets: Vec::new(),
         secret_storage: None,
         options: fast(),
+        sandbox: common::sandbox(),
     };
     HostHandle::spawn(spec, Arc::new(DenyAll))
 }

@@ -397,7 +397,8 @@ fn a_handshake_secret_reaches_its_host_and_leaks_nowhere() {
 
     let factory = repo().join("examples/agent-factory");
     let body = format!(
-        "[[host]]\nid = {id:?}\ncommand = [\"python3\", {:?}]\nsecrets = [\"MODEL_API_KEY\"]\n",
+        "[[host]]\nid = {id:?}\ncommand = [{:?}, {:?}]\nsecrets = [\"MODEL_API_KEY\"]\n",
+        common::python().to_str().unwrap(),
         factory.join("host.py").to_str().unwrap()
     );
     let dir = tempfile::tempdir().unwrap();

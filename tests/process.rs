@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use common::{Env, example, fast, gone};
-use dscode_extension_host::process::{IPC_FD, signal_host, spawn_host};
+use dscode_extension_host::process::{IPC_FD, Isolation, signal_host, spawn_host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_outlives_the_thread_that_spawned_it() {
@@ -16,7 +16,7 @@ async fn a_host_outlives_the_thread_that_spawned_it() {
     // A thread that spawns the host and then exits, as a retired runtime thread would.
     let mut host = std::thread::spawn(move || {
         let _runtime = runtime.enter();
-        spawn_host(&command, "dscode.hello").unwrap()
+        spawn_host(&command, "dscode.hello", &Isolation::default()).unwrap()
     })
     .join()
     .unwrap();
@@ -47,7 +47,7 @@ async fn only_stdio_and_the_ipc_socket_are_inherited() {
     // SAFETY-free: nix returns an owned fd.
     let leaked: OwnedFd = raw;
     let command = env.spec(&example("hello"), fast()).command;
-    let mut host = spawn_host(&command, "dscode.hello").unwrap();
+    let mut host = spawn_host(&command, "dscode.hello", &Isolation::default()).unwrap();
     let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/fd", host.pid))
         .unwrap()
         .filter_map(Result::ok)

@@ -20,7 +20,7 @@ fn rogue(mode: &str) -> HostSpec {
     HostSpec {
         id: format!("test.rogue-{mode}"),
         command: HostCommand {
-            program: "python3".into(),
+            program: common::python(),
             args: vec![dir.join("rogue_host.py").into_os_string()],
             env: vec![("ROGUE_MODE".into(), mode.into())],
             cwd: Some(dir.clone()),
@@ -32,6 +32,7 @@ fn rogue(mode: &str) -> HostSpec {
         handshake_secrets: Vec::new(),
         secret_storage: None,
         options,
+        sandbox: common::sandbox(),
     }
 }
 

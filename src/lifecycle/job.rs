@@ -369,6 +369,22 @@ impl Job {
             &spec.sandbox,
         ) {
             Ok(prepared) => prepared,
+            Err(crate::sandbox::SandboxError::ProgramNotFound(program)) => {
+                let err = SpawnError::NotFound {
+                    hint: crate::process::hint_for(&program),
+                    program: program.display().to_string(),
+                };
+                return Step::Fail(
+                    Failure {
+                        reason: Reason::SpawnFailed {
+                            message: err.to_string(),
+                        },
+                        retryable: false,
+                        healthy_for: None,
+                    },
+                    None,
+                );
+            }
             Err(err) => return unavailable(err.to_string()),
         };
         let isolation = Isolation {

@@ -1,6 +1,7 @@
 //! Host processes: spawning, containment and signals.
 
 mod spawn;
+pub(crate) use spawn::hint_for;
 pub mod sys;
 
 pub use spawn::{

@@ -327,7 +327,7 @@ fn on_spawner_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
         .expect("the spawner thread lives as long as the process")
 }
 
-fn hint_for(program: &std::path::Path) -> String {
+pub(crate) fn hint_for(program: &std::path::Path) -> String {
     match program.file_name().and_then(|n| n.to_str()) {
         Some("node") => ": install Node.js 18 or newer (`apt-get install nodejs`), or set `node` in the [supervisor] config to its path".into(),
         Some("python3") => ": install Python 3 (`apt-get install python3`)".into(),

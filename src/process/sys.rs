@@ -479,3 +479,19 @@ pub fn set_default_disposition(signal: libc::c_int) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Closes every fd from `first` up.
+pub fn close_from(first: RawFd) {
+    let Ok(first) = libc::c_uint::try_from(first) else {
+        return;
+    };
+    // SAFETY: close_range takes plain integers; it only closes this process's fds, which the
+    // caller no longer uses.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
+            for fd in first..4096 {
+                libc::close(fd.cast_signed());
+            }
+        }
+    }
+}

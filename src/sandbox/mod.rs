@@ -327,6 +327,9 @@ pub enum SandboxError {
         /// Why, and what the user can do.
         message: String,
     },
+    /// The host program does not exist.
+    #[error("`{0}` was not found")]
+    ProgramNotFound(PathBuf),
     /// The sandbox could not be set up for another reason (a path that cannot be opened, a
     /// stage that did not answer).
     #[error("sandbox setup failed: {0}")]

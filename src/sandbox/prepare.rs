@@ -289,9 +289,7 @@ pub fn prepare(
         .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))?;
     let program = find_executable(&command.program)
         .and_then(|p| std::fs::canonicalize(p).ok())
-        .ok_or_else(|| {
-            SandboxError::Setup(format!("`{}` was not found", command.program.display()))
-        })?;
+        .ok_or_else(|| SandboxError::ProgramNotFound(command.program.clone()))?;
 
     // What the host may read: the runtime, the program's own installation, its script
     // arguments' folders, the extension, and granted paths. What it may write: storage and

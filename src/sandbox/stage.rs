@@ -572,6 +572,9 @@ fn run_init(program: &CString, argv: &[CString], envp: &[CString]) -> ! {
             std::process::exit(126);
         }
     };
+    // The host's copies of the IPC socket and anything else inherited are its own; holding
+    // them here would keep the supervisor from seeing the host close its end.
+    sys::close_from(3);
     loop {
         let Ok(signal) = set.wait() else { continue };
         if signal != Signal::SIGCHLD {

@@ -10,6 +10,7 @@ use dscode_extension_host::lifecycle::{
     ExtensionHostState, HostHandle, HostOptions, HostSpec, RestartPolicy, StateChange,
 };
 use dscode_extension_host::runtime::NodeRuntime;
+use dscode_extension_host::sandbox::{Profile, SandboxSettings, SandboxSpec};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -27,9 +28,12 @@ impl Env {
     }
 
     pub fn spec(&self, extension: &std::path::Path, options: HostOptions) -> HostSpec {
-        self.node
+        let mut spec = self
+            .node
             .host_spec(extension, options)
-            .expect("valid manifest")
+            .expect("valid manifest");
+        spec.sandbox = sandbox();
+        spec
     }
 
     pub fn host(&self, extension: &std::path::Path, options: HostOptions) -> HostHandle {
@@ -43,6 +47,36 @@ impl Env {
         broker: Arc<dyn RequestHandler>,
     ) -> HostHandle {
         HostHandle::spawn(self.spec(extension, options), broker)
+    }
+}
+
+/// The default sandbox profile, with this build's `dscode-exthost` as the stage (a test binary
+/// cannot be one: its `main` is the test harness).
+pub fn sandbox() -> SandboxSpec {
+    sandbox_with("default")
+}
+
+/// A built-in profile or profile file, with this build's stage.
+pub fn sandbox_with(profile: &str) -> SandboxSpec {
+    SandboxSpec::new(Profile::load(profile).expect("valid profile"), settings())
+}
+
+/// Sandbox settings pointing at this build's stage.
+pub fn settings() -> SandboxSettings {
+    SandboxSettings {
+        stage: Some(PathBuf::from(env!("CARGO_BIN_EXE_dscode-exthost"))),
+        ..SandboxSettings::default()
+    }
+}
+
+/// A Python interpreter that is a real binary (a pyenv shim is a script that needs the user's
+/// home, which a sandbox hides).
+pub fn python() -> PathBuf {
+    let system = PathBuf::from("/usr/bin/python3");
+    if system.exists() {
+        system
+    } else {
+        PathBuf::from("python3")
     }
 }
 
