@@ -297,3 +297,86 @@ mod tests {
         assert!(probe.seccomp.available, "{:?}", probe.seccomp);
     }
 }
+
+/// What this machine can do for one layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerSupport {
+    /// The layer.
+    pub layer: super::Layer,
+    /// The best enforcement any backend reaches here.
+    pub enforcement: super::Enforcement,
+    /// The mechanism, or why it is missing.
+    pub reason: String,
+}
+
+impl Probe {
+    /// The backend `auto` resolves to on this machine.
+    #[must_use]
+    pub fn auto_backend(&self) -> super::Backend {
+        use super::Backend;
+        match (self.bwrap_usable(), self.landlock.available) {
+            (true, true) => Backend::BwrapLandlock,
+            (true, false) => Backend::Bwrap,
+            _ => Backend::Landlock,
+        }
+    }
+
+    /// Each layer with the best this machine can enforce and why.
+    #[must_use]
+    pub fn layers(&self) -> Vec<LayerSupport> {
+        use super::{Enforcement as E, Layer};
+        let namespaces = self.user_namespaces.available || self.root;
+        let memory_cgroup = self.cgroups.available && self.cgroups.detail.contains("memory");
+        let pids_cgroup = self.cgroups.available && self.cgroups.detail.contains("pids");
+        let cpu_cgroup = self.cgroups.available && self.cgroups.detail.contains("cpu");
+        let entry = |layer, ok: bool, partial: bool, yes: String, no: String| LayerSupport {
+            layer,
+            enforcement: if ok {
+                E::FullyEnforced
+            } else if partial {
+                E::PartiallyEnforced
+            } else {
+                E::NotEnforced
+            },
+            reason: if ok || partial { yes } else { no },
+        };
+        vec![
+            entry(Layer::Namespaces, namespaces, false,
+                if self.root { "root: pid, mount, net, ipc, uts namespaces".into() } else { self.user_namespaces.detail.clone() },
+                format!("{}; {}", self.user_namespaces.detail, self.user_namespaces.advice.clone().unwrap_or_default())),
+            entry(Layer::Filesystem, self.landlock.available || self.bwrap_usable(), false,
+                [self.landlock.available.then(|| self.landlock.detail.clone()), self.bwrap_usable().then(|| format!("bubblewrap mount view ({})", self.bwrap.detail))].into_iter().flatten().collect::<Vec<_>>().join("; "),
+                format!("no Landlock ({}) and no usable bubblewrap ({})", self.landlock.detail, self.bwrap.detail)),
+            entry(Layer::Network, self.seccomp.available || namespaces || self.landlock_abi >= 4, false,
+                "seccomp refuses socket(); a network namespace and Landlock TCP rules where available".into(),
+                "no seccomp, no network namespace and no Landlock TCP rules".into()),
+            entry(Layer::Seccomp, self.seccomp.available, false, self.seccomp.detail.clone(),
+                format!("{}; {}", self.seccomp.detail, self.seccomp.advice.clone().unwrap_or_default())),
+            entry(Layer::Capabilities, true, false, "capability sets cleared and verified in the stage".into(), String::new()),
+            entry(Layer::NoNewPrivs, true, false, "PR_SET_NO_NEW_PRIVS".into(), String::new()),
+            entry(Layer::Environment, true, false, "cleared environment plus the profile's allow-list".into(), String::new()),
+            entry(Layer::Descriptors, true, false, "close-on-exec for every fd but stdio and IPC".into(), String::new()),
+            entry(Layer::Tmp, namespaces || self.bwrap_usable(), false,
+                "private size-capped tmpfs in the host's mount namespace".into(),
+                "no mount namespace: /tmp cannot be made private".into()),
+            entry(Layer::Memory, memory_cgroup, true,
+                format!("cgroup: {}", self.cgroups.detail),
+                String::new()),
+            entry(Layer::Processes, pids_cgroup || namespaces, true,
+                if pids_cgroup { format!("cgroup: {}", self.cgroups.detail) } else if namespaces { "RLIMIT_NPROC in the host's user namespace".into() } else { "the supervisor's process-count watchdog only".into() },
+                String::new()),
+            entry(Layer::Cpu, cpu_cgroup, false, format!("cgroup: {}", self.cgroups.detail),
+                format!("{}; {}", self.cgroups.detail, self.cgroups.advice.clone().unwrap_or_default())),
+            entry(Layer::Files, true, false, "RLIMIT_NOFILE and RLIMIT_FSIZE".into(), String::new()),
+            entry(Layer::CoreDumps, true, false, "RLIMIT_CORE 0".into(), String::new()),
+        ]
+        .into_iter()
+        .map(|mut support| {
+            if support.layer == Layer::Memory && !memory_cgroup {
+                support.reason = format!("no memory cgroup ({}): RSS watchdog and a V8 heap cap only", self.cgroups.detail);
+            }
+            support
+        })
+        .collect()
+    }
+}

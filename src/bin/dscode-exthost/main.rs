@@ -1,6 +1,7 @@
 //! `dscode-exthost`: the supervisor as a standalone program.
 
 mod demo;
+mod doctor;
 mod grants;
 mod secret;
 
@@ -81,6 +82,15 @@ enum Command {
     /// Manage an extension's or host's secrets in the OS keyring (values come from stdin).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Show which isolation layers this machine can enforce, and why not.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The bwrap executable to check (default: `bwrap` on PATH).
+        #[arg(long)]
+        bwrap: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +160,7 @@ fn main() -> ExitCode {
             Command::Revoke(args) => grants::edit(grants::Edit::Revoke, args).await,
             Command::Deny(args) => grants::edit(grants::Edit::Deny, args).await,
             Command::Secret(command) => secret::run(command).await,
+            Command::Doctor { json, bwrap } => doctor::run(json, bwrap),
         }
     });
     match result {
@@ -185,9 +196,15 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
             None
         }
     };
+    let workspace = config.workspace();
     for mut spec in config.host_specs(&node)? {
         spec.secret_storage.clone_from(&secrets);
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
+        // What the grants allow is also what the host sees of the workspace directly.
+        if let Some(permissions) = broker.permissions(&spec.id) {
+            (spec.sandbox.read, spec.sandbox.write) =
+                dscode_extension_host::sandbox::direct_view(&permissions, &workspace);
+        }
         manager.add(spec)?;
     }
     let socket = match config.control_socket() {
