@@ -35,7 +35,14 @@ pub fn args(view: &View, stage: &Path, cwd: &Path) -> Vec<OsString> {
         "ALL",
         "--proc",
         "/proc",
+        // bubblewrap covers /proc/irq and /proc/bus but not always /proc/sys; read-only
+        // sysctls are all a host needs.
+        "--ro-bind",
+        "/proc/sys",
+        "/proc/sys",
         "--dev",
+        "/dev",
+        "--remount-ro",
         "/dev",
         "--size",
     ]

@@ -439,17 +439,16 @@ pub fn prepare(
     if let Some(storage) = storage_path {
         env.push(("HOME".into(), storage.into()));
     }
+    let mut args = command.args.clone();
     if program
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with("node"))
     {
         // V8 sizes its heap from the machine; keep it inside the memory limit so a heap that
         // grows is stopped by V8 with a clear error before the kernel or watchdog steps in.
+        // An argument, not NODE_OPTIONS, which stays out of every host's environment.
         let heap_mib = (mib(limits.memory_bytes) * 3 / 4).max(16);
-        env.push((
-            "NODE_OPTIONS".into(),
-            format!("--max-old-space-size={heap_mib}").into(),
-        ));
+        args.insert(0, format!("--max-old-space-size={heap_mib}").into());
     }
 
     let supervisor_mnt_ns = std::fs::read_link("/proc/self/ns/mnt")
@@ -528,9 +527,9 @@ pub fn prepare(
         };
         let keep_under_tmp = read
             .iter()
-            .chain(&write)
-            .filter(|p| p.starts_with("/tmp"))
-            .cloned()
+            .map(|p| (p.clone(), false))
+            .chain(write.iter().map(|p| (p.clone(), true)))
+            .filter(|(p, _)| p.starts_with("/tmp"))
             .collect();
         mounts = Some(MountPlan {
             tmp_bytes: profile.tmp_bytes,
@@ -545,6 +544,7 @@ pub fn prepare(
         LandlockPlan {
             read,
             write: write.clone(),
+            private_proc_and_tmp: backend.uses_bwrap(),
         }
     });
     if backend == Backend::Bwrap {
@@ -552,7 +552,7 @@ pub fn prepare(
     }
     let plan = StagePlan {
         program,
-        args: command.args.clone(),
+        args,
         env,
         cwd: command
             .cwd

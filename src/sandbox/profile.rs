@@ -120,7 +120,7 @@ struct RawLayers {
     required: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFilesystem {
     #[serde(default)]
@@ -131,6 +131,17 @@ struct RawFilesystem {
     write: Vec<PathBuf>,
     #[serde(default = "default_tmp_mb")]
     tmp_size_mb: u64,
+}
+
+impl Default for RawFilesystem {
+    fn default() -> Self {
+        Self {
+            runtime: Vec::new(),
+            read: Vec::new(),
+            write: Vec::new(),
+            tmp_size_mb: default_tmp_mb(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -63,8 +63,10 @@ pub struct StagePlan {
 pub struct MountPlan {
     /// Size of the private `/tmp` in bytes.
     pub tmp_bytes: u64,
-    /// Paths under `/tmp` the host must still see (its extension folder, storage, ...).
-    pub keep_under_tmp: Vec<PathBuf>,
+    /// Paths under `/tmp` the host must still see (its extension folder, storage, ...), and
+    /// whether each stays writable: the others are bound read-only, since Landlock's rule for the
+    /// private `/tmp` would otherwise reach into them.
+    pub keep_under_tmp: Vec<(PathBuf, bool)>,
     /// Mount a fresh `/proc` (only valid as PID 1 of a PID namespace).
     pub proc: bool,
 }
@@ -76,6 +78,8 @@ pub struct LandlockPlan {
     pub read: Vec<PathBuf>,
     /// Readable and writable paths (never executable).
     pub write: Vec<PathBuf>,
+    /// `/proc` and `/tmp` are the sandbox's own (bubblewrap made them): allow them.
+    pub private_proc_and_tmp: bool,
 }
 
 /// setrlimit values.
@@ -200,15 +204,20 @@ fn apply(plan: &StagePlan, report: &mut StageReport) -> Result<(), String> {
         report.layers.push(entry);
         Ok(())
     };
-    let mut proc_mounted = false;
+    let mut proc_private = plan
+        .landlock
+        .as_ref()
+        .is_some_and(|l| l.private_proc_and_tmp);
+    let mut tmp_private = proc_private;
     if let Some(mounts) = &plan.mounts {
         let (tmp, proc) = mount_private(plan, mounts);
-        proc_mounted = proc;
+        proc_private = proc;
+        tmp_private = tmp.enforcement == Enforcement::FullyEnforced;
         push(report, tmp)?;
     }
     push(report, set_limits(&plan.rlimits))?;
     if let Some(landlock) = &plan.landlock {
-        for entry in apply_landlock(landlock, plan.network, proc_mounted) {
+        for entry in apply_landlock(landlock, plan.network, proc_private, tmp_private) {
             push(report, entry)?;
         }
     }
@@ -273,16 +282,16 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
             false,
         );
     }
-    let kept: Vec<(PathBuf, std::fs::File)> = mounts
+    let kept: Vec<(PathBuf, bool, std::fs::File)> = mounts
         .keep_under_tmp
         .iter()
-        .filter_map(|path| {
+        .filter_map(|(path, writable)| {
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags_path()
                 .open(path)
                 .ok()?;
-            Some((path.clone(), file))
+            Some((path.clone(), *writable, file))
         })
         .collect();
     let options = format!("size={},mode=1777,nr_inodes=65536", mounts.tmp_bytes);
@@ -299,7 +308,7 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
             false,
         );
     }
-    for (path, file) in &kept {
+    for (path, writable, file) in &kept {
         use std::os::fd::AsRawFd;
         let is_dir = file.metadata().is_ok_and(|m| m.is_dir());
         let made = if is_dir {
@@ -319,6 +328,13 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
                 None::<&str>,
             )
             .map_err(|e| e.to_string())
+        });
+        let bound = bound.and_then(|()| {
+            if *writable {
+                Ok(())
+            } else {
+                remount_read_only(path)
+            }
         });
         if let Err(err) = bound {
             return (
@@ -349,6 +365,22 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
         LayerReport::full(Layer::Tmp, format!("private tmpfs on /tmp, {mib} MiB")),
         proc,
     )
+}
+
+/// Makes a bind mount read-only, keeping the flags a user namespace may not clear.
+fn remount_read_only(path: &Path) -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    let base = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    [base, base | MsFlags::MS_NOEXEC]
+        .into_iter()
+        .map(|flags| mount(None::<&str>, path, None::<&str>, flags, None::<&str>))
+        .find(Result::is_ok)
+        .unwrap_or_else(|| Err(nix::Error::EPERM))
+        .map_err(|e| format!("read-only remount: {e}"))
 }
 
 trait OpenPath {
@@ -401,7 +433,12 @@ const DEVICES: &[(&str, bool)] = &[
     ("/dev/urandom", false),
 ];
 
-fn apply_landlock(plan: &LandlockPlan, network: bool, proc_mounted: bool) -> Vec<LayerReport> {
+fn apply_landlock(
+    plan: &LandlockPlan,
+    network: bool,
+    proc_mounted: bool,
+    tmp_private: bool,
+) -> Vec<LayerReport> {
     let result =
         (|| -> Result<(landlock::RestrictionStatus, Vec<String>), landlock::RulesetError> {
             let mut ruleset = Ruleset::default()
@@ -427,7 +464,11 @@ fn apply_landlock(plan: &LandlockPlan, network: bool, proc_mounted: bool) -> Vec
                 rules.push((Path::new(device), access));
             }
             if proc_mounted {
+                // The host's own PID namespace's /proc: only the sandbox's processes are there.
                 rules.push((Path::new("/proc"), AccessFs::ReadFile | AccessFs::ReadDir));
+            }
+            if tmp_private {
+                rules.push((Path::new("/tmp"), write));
             }
             for (path, access) in rules {
                 match PathFd::new(path) {
