@@ -354,10 +354,27 @@ fn demo_runs_and_exits_zero() {
         "<outside allowed roots>",
         "unhealthy (killed by signal 9",
         "Hello, again!",
-        "NOT enforced",
+        "profile default on backend landlock",
+        "full    filesystem",
+        "full    seccomp",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
+    // A real escape, blocked: the direct read of a key outside the workspace fails, while the
+    // same command on a granted file (the positive control) counts its words.
+    let direct: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("wordCount.readFileDirectly"))
+        .collect();
+    assert_eq!(direct.len(), 2, "{stdout}");
+    assert!(direct[0].contains(r#"{"words":6"#), "{}", direct[0]);
+    assert!(
+        direct[1].contains("demo-home")
+            && direct[1].contains("-> error:")
+            && !direct[1].contains("words"),
+        "{}",
+        direct[1]
+    );
 }
 
 /// Runs the binary with `args`, feeding `stdin`; inherits the environment (the keyring session).

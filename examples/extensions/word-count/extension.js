@@ -4,6 +4,8 @@
 // supervisor's broker checks: the manifest asks for `fileSystem.read` on `.txt` files of the
 // workspace, so once that is granted the broker serves those and refuses everything else.
 
+const { readFile } = require('node:fs/promises');
+
 function count(text) {
   if (typeof text !== 'string') throw new TypeError('wordCount.count(text): text must be a string');
   const words = text.split(/\s+/).filter((word) => word !== '').length;
@@ -19,6 +21,9 @@ function activate(context) {
   context.subscriptions.push(
     registerCommand('wordCount.count', (text) => count(text)),
     registerCommand('wordCount.readWorkspaceFile', async (path) => count(await context.fs.readFile(path))),
+    // The same with Node's own fs module, no broker involved: the OS sandbox decides. Inside
+    // the default sandbox this reaches exactly the paths the granted permission covers.
+    registerCommand('wordCount.readFileDirectly', async (path) => count(await readFile(path, 'utf8'))),
   );
 }
 

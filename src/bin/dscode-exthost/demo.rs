@@ -40,12 +40,6 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "dscode-exthost demo: supervised extension hosts, one Node.js process per extension\n"
     );
-    println!(
-        "NOTE: OS isolation (bubblewrap/Landlock/seccomp) is NOT enforced yet; it arrives with the\n      \
-         sandbox backends. What runs today: one process per extension, a cleared environment,\n      \
-         a PID namespace so nothing a host starts outlives it, and a broker that grants only what\n      \
-         the manifest asks for and the user allowed.\n"
-    );
     let dir = runtime_dir().context("failed to prepare the runtime directory")?;
     let examples = write_tree(&dir.join("demo-extensions"), EXAMPLE_EXTENSIONS)
         .context("failed to unpack the example extensions")?;
@@ -72,8 +66,14 @@ pub async fn run() -> anyhow::Result<()> {
     let manager = ExtensionHostManager::new(Arc::new(broker.clone()));
     let mut events = manager.subscribe();
     for name in ["hello", "word-count"] {
-        let spec = node.host_spec(&examples.join(name), options.clone())?;
+        let mut spec = node.host_spec(&examples.join(name), options.clone())?;
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
+        if let Some(permissions) = broker.permissions(&spec.id) {
+            (spec.sandbox.read, spec.sandbox.write) = dscode_extension_host::sandbox::direct_view(
+                &permissions,
+                std::slice::from_ref(&workspace),
+            );
+        }
         manager.add(spec)?;
     }
     let printer = tokio::spawn(async move {
@@ -99,6 +99,12 @@ pub async fn run() -> anyhow::Result<()> {
             status.pid.unwrap_or(0),
             status.commands.join(", ")
         );
+    }
+    if let Some(report) = manager.hosts().first().and_then(|h| h.status().sandbox) {
+        println!("\n  What the sandbox enforces for each host (the embedded default profile):");
+        for line in report.table().lines() {
+            println!("  {line}");
+        }
     }
 
     let hello = manager.get("dscode.hello").context("hello is missing")?;
@@ -135,6 +141,25 @@ pub async fn run() -> anyhow::Result<()> {
     .await?;
     println!("  ...and a file outside every root (the answer does not echo the path):");
     call(&words, "wordCount.readWorkspaceFile", r#"["/etc/passwd"]"#).await?;
+    println!(
+        "\n  The same extension reading with Node's own fs module, no broker involved: the OS sandbox decides."
+    );
+    call(
+        &words,
+        "wordCount.readFileDirectly",
+        &file("notes/todo.txt"),
+    )
+    .await?;
+    println!(
+        "  ...a private key planted outside the workspace (an escape: not in the sandbox's view at all):"
+    );
+    let key = dir.join("demo-home/.ssh/id_ed25519");
+    call(
+        &words,
+        "wordCount.readFileDirectly",
+        &serde_json::json!([key.display().to_string()]).to_string(),
+    )
+    .await?;
 
     println!("\n4. Killing the hello host with SIGKILL; the supervisor notices and restarts it");
     kill_and_watch_restart(&hello).await?;
@@ -187,6 +212,7 @@ fn demo_workspace(runtime: &std::path::Path) -> anyhow::Result<std::path::PathBu
     for (rel, text) in [
         ("notes/todo.txt", "ship the sandbox\nwrite the docs\n"),
         (".ssh/id_ed25519", "not a real key\n"),
+        ("../demo-home/.ssh/id_ed25519", "not a real key either\n"),
     ] {
         let path = workspace.join(rel);
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
