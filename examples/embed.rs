@@ -10,6 +10,9 @@ use dscode_extension_host::runtime::NodeRuntime;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Hosts are sandboxed by default, and the sandbox runs this same executable as its stage
+    // before `node` starts; this call is what makes that work. Keep it first in main.
+    dscode_extension_host::sandbox::stage::run_if_requested();
     // The JavaScript host ships inside the crate; this unpacks it into a private directory.
     let node = NodeRuntime::embedded("node")?;
     // The broker decides every privileged call an extension makes; DenyAll grants nothing.

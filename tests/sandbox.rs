@@ -409,10 +409,13 @@ async fn bomb(backend: Backend, command: &str, limit: Layer) {
     let env = Env::new();
     let fixture = Fixture::new();
     let dir = tempfile::tempdir().unwrap();
-    let text = dscode_extension_host::sandbox::profile::BUILTIN[0]
-        .1
-        .replace("memory_mb = 1024", "memory_mb = 256")
-        .replace("pids = 128", "pids = 64");
+    // One limit tight per bomb: a fork bomb of Node processes also adds up to a lot of memory.
+    let default = dscode_extension_host::sandbox::profile::BUILTIN[0].1;
+    let text = if limit == Layer::Memory {
+        default.replace("memory_mb = 1024", "memory_mb = 256")
+    } else {
+        default.replace("pids = 128", "pids = 64")
+    };
     let path = dir.path().join("bombs.toml");
     std::fs::write(&path, text).unwrap();
     let mut profile = Profile::load(path.to_str().unwrap()).unwrap();

@@ -118,6 +118,18 @@ impl LimitGuard {
             return None;
         }
         let usage = crate::sandbox::watch::tree_usage(group);
+        // Processes first: a fork bomb of Node processes also adds up to a lot of memory.
+        if let Some(max) = self.watchdog.pids
+            && usage.tasks >= max
+        {
+            return Some((
+                Layer::Processes,
+                format!(
+                    "{} processes and threads, at the limit of {max}",
+                    usage.tasks
+                ),
+            ));
+        }
         if let Some(max) = self.watchdog.memory_bytes
             && usage.rss_bytes > max
         {
@@ -127,17 +139,6 @@ impl LimitGuard {
                     "{} MiB resident, over the {} MiB limit",
                     usage.rss_bytes >> 20,
                     max >> 20
-                ),
-            ));
-        }
-        if let Some(max) = self.watchdog.pids
-            && usage.tasks >= max
-        {
-            return Some((
-                Layer::Processes,
-                format!(
-                    "{} processes and threads, at the limit of {max}",
-                    usage.tasks
                 ),
             ));
         }

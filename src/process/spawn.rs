@@ -235,6 +235,7 @@ pub fn spawn_host(
         extra_namespaces: isolation.extra_namespaces,
         user_namespace: isolation.user_namespace.then(IdMaps::identity),
         cgroups: isolation.cgroups.clone(),
+        keep_caps_for_stage: stage.is_some(),
     };
     // SAFETY: `contain_in_child` is written for the pre-exec context (no allocation, only
     // async-signal-safe calls) and `plan` is fully built before the fork.

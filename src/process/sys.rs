@@ -27,6 +27,10 @@ pub struct ContainPlan {
     /// `cgroup.procs` files (nul-terminated paths) the child moves itself into before anything
     /// else, so the shim, the host and everything they start are accounted there.
     pub cgroups: Vec<std::ffi::CString>,
+    /// Carry `CAP_SYS_ADMIN` and `CAP_SETPCAP` of the new user namespace across `exec` (as
+    /// ambient capabilities), for a sandbox stage that mounts its private `/tmp` and then drops
+    /// every capability. Without this a non-root user's `exec` clears them.
+    pub keep_caps_for_stage: bool,
 }
 
 /// Pre-rendered `/proc/self/{uid,gid}_map` lines mapping the caller's ids onto themselves.
@@ -168,6 +172,10 @@ pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
                 libc::_exit(137);
             }
             libc::close(live_read);
+            if plan.keep_caps_for_stage && plan.user_namespace.is_some() {
+                // Best effort: without them the stage reports /tmp as not private.
+                let _ = raise_ambient(&[CAP_SYS_ADMIN, CAP_SETPCAP]);
+            }
             check(libc::sigprocmask(
                 libc::SIG_SETMASK,
                 &raw const old_mask,
@@ -494,4 +502,59 @@ pub fn close_from(first: RawFd) {
             }
         }
     }
+}
+
+const CAP_SETPCAP: u32 = 8;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Makes `caps` (held in the permitted set) inheritable and ambient, so they survive `exec`.
+/// Only plain syscalls on stack data: safe between fork and exec.
+fn raise_ambient(caps: &[u32]) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data are valid for capget's version-3 layout (two data words).
+    if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &cap in caps {
+        let word = &mut data[(cap / 32) as usize];
+        word.inheritable |= word.permitted & (1 << (cap % 32));
+    }
+    // SAFETY: as above; capset only reads the structures.
+    if unsafe { libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &cap in caps {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                libc::c_ulong::from(cap),
+                0,
+                0,
+            )
+        })?;
+    }
+    Ok(())
 }
