@@ -350,6 +350,7 @@ impl Job {
             .retain(|subscriber| subscriber.send(change.clone()).is_ok());
     }
 
+    #[allow(clippy::too_many_lines)] // sandbox, spawn, stage report, handshake: one sequence
     async fn launch(&mut self) -> Step {
         let spec = &self.spec;
         let unavailable = |message: String| {

@@ -174,6 +174,7 @@ impl Default for Isolation {
 ///
 /// # Errors
 /// [`SpawnError`] when the process cannot be started.
+#[allow(clippy::too_many_lines)]
 pub fn spawn_host(
     command: &HostCommand,
     extension_id: &str,

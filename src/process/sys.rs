@@ -497,8 +497,10 @@ pub fn close_from(first: RawFd) {
     // caller no longer uses.
     unsafe {
         if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
-            for fd in first..4096 {
-                libc::close(fd.cast_signed());
+            for fd in 3..4096 {
+                if fd >= first.try_into().unwrap_or(libc::c_int::MAX) {
+                    libc::close(fd);
+                }
             }
         }
     }

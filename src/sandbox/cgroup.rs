@@ -154,7 +154,7 @@ pub fn probe(explicit: Option<&Path>) -> Check {
             if missing.is_empty() {
                 Check { available: true, detail, advice: None }
             } else {
-                detail.push_str(&format!("; missing {}", missing.join(", ")));
+                detail = format!("{detail}; missing {}", missing.join(", "));
                 Check { available: true, detail, advice: Some("delegate the missing controllers to the supervisor's cgroup".into()) }
             }
         }

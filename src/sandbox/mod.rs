@@ -118,7 +118,7 @@ pub enum Layer {
     Filesystem,
     /// No sockets of its own: no TCP, UDP, DNS, abstract or pathname Unix sockets.
     Network,
-    /// The seccomp filter (ptrace, `process_vm_*`, keyrings, io_uring, mount, bpf, ...).
+    /// The seccomp filter (ptrace, `process_vm_*`, keyrings, `io_uring`, mount, bpf, ...).
     Seccomp,
     /// Every capability set empty, verified before `exec`.
     Capabilities,

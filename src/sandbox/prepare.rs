@@ -178,6 +178,7 @@ fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
 /// # Errors
 /// [`SandboxError::Unavailable`] when the backend cannot run here or a required layer cannot
 /// be enforced; [`SandboxError::Setup`] when the stage executable cannot be found.
+#[allow(clippy::too_many_lines)] // the layers in report order; each is a few lines
 pub fn prepare(
     id: &str,
     command: &HostCommand,
@@ -340,6 +341,7 @@ pub fn prepare(
     let mut watchdog = Watchdog::default();
     let mib = |b: u64| b / (1024 * 1024);
     let limits = &profile.limits;
+    #[allow(clippy::single_match_else)]
     match cgroup.as_ref().filter(|c| c.has(Controller::Memory)) {
         Some(c) => set(
             &mut report,

@@ -186,6 +186,9 @@ fn probe_seccomp() -> Check {
 
 /// Finds `bwrap` and reads its version.
 fn probe_bwrap(bwrap: &Path) -> (Check, Option<PathBuf>) {
+    static VERSIONS: OnceLock<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, Result<String, String>>>,
+    > = OnceLock::new();
     let Some(path) = find_executable(bwrap) else {
         return (
             Check::no(
@@ -195,9 +198,6 @@ fn probe_bwrap(bwrap: &Path) -> (Check, Option<PathBuf>) {
             None,
         );
     };
-    static VERSIONS: OnceLock<
-        std::sync::Mutex<std::collections::HashMap<PathBuf, Result<String, String>>>,
-    > = OnceLock::new();
     let versions = VERSIONS.get_or_init(Default::default);
     let version = versions
         .lock()

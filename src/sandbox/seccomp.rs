@@ -2,7 +2,7 @@
 //!
 //! Default allow, with a deny list: what an extension host never needs and an attacker wants.
 //! Denied calls fail with an errno rather than killing the process, so Node and libuv take their
-//! fallback paths (io_uring and clone3 return `ENOSYS`, which both treat as "not supported").
+//! fallback paths (`io_uring` and `clone3` return `ENOSYS`, which both treat as "not supported").
 
 use std::collections::BTreeMap;
 
@@ -71,6 +71,7 @@ const UNSUPPORTED: &[(&str, libc::c_long)] = &[
 ];
 
 /// Terminal ioctls that inject input or talk to the console.
+#[allow(clippy::unnecessary_cast)] // the request type differs between C libraries
 const DENIED_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 /// `clone` flags that create namespaces.
@@ -112,10 +113,8 @@ fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Strin
 /// Builds the two filters (EPERM list, ENOSYS list). `network` keeps `socket()` allowed.
 pub(crate) fn build(network: bool) -> Result<Vec<BpfProgram>, String> {
     let arch = arch()?;
-    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> = DENIED
-        .iter()
-        .map(|(_, nr)| (i64::from(*nr), Vec::new()))
-        .collect();
+    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
     if !network {
         eperm.insert(libc::SYS_socket, Vec::new());
     }
@@ -138,7 +137,7 @@ pub(crate) fn build(network: bool) -> Result<Vec<BpfProgram>, String> {
     eperm.insert(libc::SYS_clone, clone_rules);
     let enosys: BTreeMap<i64, Vec<SeccompRule>> = UNSUPPORTED
         .iter()
-        .map(|(_, nr)| (i64::from(*nr), Vec::new()))
+        .map(|(_, nr)| (*nr, Vec::new()))
         .collect();
     let errno = |e: i32| SeccompAction::Errno(u32::try_from(e).expect("errno is positive"));
     [(eperm, libc::EPERM), (enosys, libc::ENOSYS)]

@@ -107,10 +107,8 @@ pub struct StageReport {
 /// thing in `main` of any program used as [`super::SandboxSettings::stage`]:
 ///
 /// ```no_run
-/// fn main() {
-///     dscode_extension_host::sandbox::stage::run_if_requested();
-///     // ... the program's own work
-/// }
+/// dscode_extension_host::sandbox::stage::run_if_requested();
+/// // ... the program's own work
 /// ```
 pub fn run_if_requested() {
     if std::env::args_os().nth(1).is_some_and(|a| a == STAGE_ARG) {
@@ -133,7 +131,7 @@ fn run() -> ! {
         Ok(plan) => plan,
         Err(err) => finish(
             &mut channel,
-            StageReport {
+            &StageReport {
                 layers: Vec::new(),
                 error: Some(err),
             },
@@ -142,7 +140,7 @@ fn run() -> ! {
     let mut report = StageReport::default();
     if let Err(err) = apply(&plan, &mut report) {
         report.error = Some(err);
-        finish(&mut channel, report);
+        finish(&mut channel, &report);
     }
     let program = cstring(plan.program.as_os_str().to_owned());
     let mut argv = vec![program.clone()];
@@ -159,7 +157,7 @@ fn run() -> ! {
         .collect();
     if let Err(err) = std::env::set_current_dir(&plan.cwd) {
         report.error = Some(format!("cannot enter {}: {err}", plan.cwd.display()));
-        finish(&mut channel, report);
+        finish(&mut channel, &report);
     }
     // The channel closes here (the supervisor reads to end of file), then the host starts.
     let _ = channel.write_all(&serde_json::to_vec(&report).unwrap_or_default());
@@ -179,7 +177,7 @@ fn cstring(s: OsString) -> CString {
     CString::new(s.into_vec()).unwrap_or_else(|_| CString::from(c"\u{fffd}"))
 }
 
-fn finish(channel: &mut UnixStream, report: StageReport) -> ! {
+fn finish(channel: &mut UnixStream, report: &StageReport) -> ! {
     if let Some(err) = &report.error {
         eprintln!("dscode-exthost stage: {err}");
     }
@@ -198,6 +196,7 @@ fn required_ok(plan: &StagePlan, entry: &LayerReport) -> Result<(), String> {
 }
 
 /// Applies every layer in order: mounts, limits, Landlock, capabilities, `no_new_privs`, seccomp.
+#[allow(clippy::too_many_lines)] // one step per layer, in order; splitting hides the order
 fn apply(plan: &StagePlan, report: &mut StageReport) -> Result<(), String> {
     let push = |report: &mut StageReport, entry: LayerReport| -> Result<(), String> {
         required_ok(plan, &entry)?;
@@ -259,6 +258,7 @@ fn own_mnt_ns() -> String {
 
 /// A private `/tmp` (and `/proc`) in the stage's own mount namespace. Paths under `/tmp` the
 /// host needs are carried over by bind mounts from fds opened before the tmpfs hides them.
+#[allow(clippy::too_many_lines)] // the mount sequence reads best in one place
 fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
     use nix::mount::{MsFlags, mount};
     if own_mnt_ns() == plan.supervisor_mnt_ns || plan.supervisor_mnt_ns.is_empty() {
@@ -379,7 +379,7 @@ fn remount_read_only(path: &Path) -> Result<(), String> {
         .into_iter()
         .map(|flags| mount(None::<&str>, path, None::<&str>, flags, None::<&str>))
         .find(Result::is_ok)
-        .unwrap_or_else(|| Err(nix::Error::EPERM))
+        .unwrap_or(Err(nix::Error::EPERM))
         .map_err(|e| format!("read-only remount: {e}"))
 }
 
@@ -501,7 +501,7 @@ fn apply_landlock(
                 detail.push_str("; no /proc");
             }
             if !skipped.is_empty() {
-                detail.push_str(&format!("; absent: {}", skipped.join(", ")));
+                detail = format!("{detail}; absent: {}", skipped.join(", "));
             }
             let mut out = vec![LayerReport::new(Layer::Filesystem, enforcement, detail)];
             if !network {
