@@ -364,7 +364,7 @@ fn demo_runs_and_exits_zero() {
     // same command on a granted file (the positive control) counts its words.
     let direct: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.contains("wordCount.readFileDirectly"))
+        .filter(|l| l.contains("wordCount.readFileDirectly ["))
         .collect();
     assert_eq!(direct.len(), 2, "{stdout}");
     assert!(direct[0].contains(r#"{"words":6"#), "{}", direct[0]);
