@@ -243,11 +243,12 @@ impl Config {
                 self.resolve(Path::new(&name)).display().to_string()
             };
             let profile = crate::sandbox::Profile::load(&location)?;
-            let mut spec = crate::sandbox::SandboxSpec::new(
-                profile,
-                crate::sandbox::SandboxSettings::default(),
-            );
-            spec.settings = std::sync::Arc::clone(&settings);
+            let spec = crate::sandbox::SandboxSpec {
+                profile: std::sync::Arc::new(profile),
+                settings: std::sync::Arc::clone(&settings),
+                read: Vec::new(),
+                write: Vec::new(),
+            };
             self.profiles.insert(name, spec);
         }
         Ok(())

@@ -191,11 +191,20 @@ pub fn spawn_host(
     let stage = match &isolation.stage_plan {
         Some(plan) => {
             let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
-            // The plan is small (paths and limits) and fits the socket buffer; the stage reads
-            // it to end of file.
-            std::io::Write::write_all(&mut ours, plan).map_err(io_err)?;
-            ours.shutdown(std::net::Shutdown::Write).map_err(io_err)?;
+            // The plan (paths and limits) must fit the socket buffer, since the stage that
+            // reads it does not run yet: written non-blocking, so a plan too large fails here
+            // with a message instead of waiting forever.
             ours.set_nonblocking(true).map_err(io_err)?;
+            std::io::Write::write_all(&mut ours, plan).map_err(|err| {
+                io_err(io::Error::new(
+                    err.kind(),
+                    format!(
+                        "the sandbox plan ({} bytes) does not fit the stage's channel: {err}; grant fewer separate paths",
+                        plan.len()
+                    ),
+                ))
+            })?;
+            ours.shutdown(std::net::Shutdown::Write).map_err(io_err)?;
             Some((ours, theirs))
         }
         None => None,

@@ -27,7 +27,9 @@ pub enum Controller {
 impl Controller {
     const ALL: [Self; 3] = [Self::Memory, Self::Pids, Self::Cpu];
 
-    fn name(self) -> &'static str {
+    /// The controller's name in cgroup files.
+    #[must_use]
+    pub fn name(self) -> &'static str {
         match self {
             Self::Memory => "memory",
             Self::Pids => "pids",
@@ -138,10 +140,10 @@ pub fn find(explicit: Option<&Path>) -> Option<Parents> {
     (!dirs.is_empty()).then_some(Parents { v2: false, dirs })
 }
 
-/// The cgroup line of `doctor`.
+/// The cgroup line of `doctor`, for what [`find`] found.
 #[must_use]
-pub fn probe(explicit: Option<&Path>) -> Check {
-    match find(explicit) {
+pub fn probe(found: Option<&Parents>) -> Check {
+    match found {
         Some(parents) => {
             let names: Vec<_> = parents.dirs.iter().map(|(c, _)| c.name()).collect();
             let missing: Vec<_> = Controller::ALL

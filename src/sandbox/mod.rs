@@ -298,12 +298,7 @@ impl EnforcementReport {
                 Enforcement::NotEnforced => "none   ",
             };
             let required = if l.required { " (required)" } else { "" };
-            let _ = writeln!(
-                out,
-                "  {mark} {:<13}{} {required}",
-                l.layer.name(),
-                l.detail
-            );
+            let _ = writeln!(out, "  {mark} {:<13}{}{required}", l.layer.name(), l.detail);
         }
         out
     }

@@ -66,11 +66,14 @@ impl Prepared {
     /// refused.
     pub fn finish(&mut self, stage: StageReport, required: &[Layer]) -> Result<(), SandboxError> {
         if let Some(error) = stage.error {
-            return Err(SandboxError::Unavailable {
-                profile: self.report.profile.clone(),
-                backend: self.backend,
-                layer: stage.layers.last().map_or(Layer::Filesystem, |l| l.layer),
-                message: error,
+            return Err(match stage.failed_layer {
+                Some(layer) => SandboxError::Unavailable {
+                    profile: self.report.profile.clone(),
+                    backend: self.backend,
+                    layer,
+                    message: error,
+                },
+                None => SandboxError::Setup(error),
             });
         }
         for entry in stage.layers {
@@ -196,15 +199,14 @@ pub fn prepare(
             .map(|&l| LayerReport::missing(l, ""))
             .collect(),
     };
-    let set = |report: &mut EnforcementReport, entry: LayerReport| merge(report, entry);
-    set(
+    merge(
         &mut report,
         LayerReport::full(
             Layer::Environment,
             format!("cleared; passed through: {}", profile.env.join(", ")),
         ),
     );
-    set(
+    merge(
         &mut report,
         LayerReport::full(
             Layer::Descriptors,
@@ -243,9 +245,7 @@ pub fn prepare(
     };
     let landlock_ok = probe.landlock.available;
     let backend = match profile.backend {
-        Backend::Auto if probe.bwrap_usable() && landlock_ok => Backend::BwrapLandlock,
-        Backend::Auto if probe.bwrap_usable() => Backend::Bwrap,
-        Backend::Auto => Backend::Landlock,
+        Backend::Auto => probe.auto_backend(),
         other => other,
     };
     report.backend = backend;
@@ -329,8 +329,10 @@ pub fn prepare(
 
     let root = crate::process::sys::is_root();
     // Cgroups first: what they cannot do falls to the watchdog and rlimits.
-    let cgroup = super::cgroup::find(settings.cgroup_parent.as_deref())
-        .and_then(|parents| match HostCgroup::create(&parents, id, &profile.limits) {
+    let cgroup = probe
+        .cgroup_parents
+        .as_ref()
+        .and_then(|parents| match HostCgroup::create(parents, id, &profile.limits) {
             Ok(cgroup) => Some(cgroup),
             Err(err) => {
                 tracing::warn!(extension = id, error = %err, "could not create a cgroup for the host");
@@ -343,7 +345,7 @@ pub fn prepare(
     let limits = &profile.limits;
     #[allow(clippy::single_match_else)]
     match cgroup.as_ref().filter(|c| c.has(Controller::Memory)) {
-        Some(c) => set(
+        Some(c) => merge(
             &mut report,
             LayerReport::full(
                 Layer::Memory,
@@ -356,7 +358,7 @@ pub fn prepare(
         ),
         None => {
             watchdog.memory_bytes = Some(limits.memory_bytes);
-            set(
+            merge(
                 &mut report,
                 LayerReport::partial(
                     Layer::Memory,
@@ -392,9 +394,9 @@ pub fn prepare(
             )
         }
     };
-    set(&mut report, processes);
+    merge(&mut report, processes);
     match cgroup.as_ref().filter(|c| c.has(Controller::Cpu)) {
-        Some(c) => set(
+        Some(c) => merge(
             &mut report,
             LayerReport::full(
                 Layer::Cpu,
@@ -405,7 +407,7 @@ pub fn prepare(
                 ),
             ),
         ),
-        None => set(
+        None => merge(
             &mut report,
             LayerReport::missing(
                 Layer::Cpu,
@@ -413,18 +415,10 @@ pub fn prepare(
             ),
         ),
     }
-    set(
+    merge(
         &mut report,
         LayerReport::full(Layer::CoreDumps, "RLIMIT_CORE 0"),
     );
-    if let Some(pids) = cgroup
-        .as_ref()
-        .and_then(|c| c.has(Controller::Pids).then_some(limits.pids))
-    {
-        // The cgroup refuses forks past the limit; the watchdog turns that into a kill with a
-        // reason, so a fork bomb ends instead of spinning.
-        watchdog.pids = Some(pids);
-    }
 
     let mut env: Vec<(OsString, OsString)> = profile
         .env
@@ -484,21 +478,21 @@ pub fn prepare(
         namespaces = Namespaces::default();
         mounts = None;
         init = false;
-        set(
+        merge(
             &mut report,
             LayerReport::full(
                 Layer::Namespaces,
                 "bwrap: own user (nested ones disabled), pid, net, ipc, uts, mount, cgroup",
             ),
         );
-        set(
+        merge(
             &mut report,
             LayerReport::full(
                 Layer::Filesystem,
                 "bwrap: empty root, read-only binds of the runtime and extension, writable storage and granted paths, fresh /proc, minimal /dev",
             ),
         );
-        set(
+        merge(
             &mut report,
             LayerReport::full(
                 Layer::Tmp,
@@ -506,7 +500,7 @@ pub fn prepare(
             ),
         );
         if !profile.network {
-            set(
+            merge(
                 &mut report,
                 LayerReport::full(Layer::Network, "bwrap: empty network namespace"),
             );
@@ -549,9 +543,6 @@ pub fn prepare(
             private_proc_and_tmp: backend.uses_bwrap(),
         }
     });
-    if backend == Backend::Bwrap {
-        // bwrap alone: the mount view is the file-system layer; Landlock adds nothing here.
-    }
     let plan = StagePlan {
         program,
         args,

@@ -56,6 +56,9 @@ pub struct Probe {
     pub seccomp: Check,
     /// A cgroup the supervisor may create host cgroups under.
     pub cgroups: Check,
+    /// Where host cgroups go, per controller (what `cgroups` describes).
+    #[serde(skip)]
+    pub cgroup_parents: Option<super::cgroup::Parents>,
     /// Whether the supervisor runs as root.
     pub root: bool,
 }
@@ -73,6 +76,7 @@ impl Probe {
             })
             .clone();
         let (bwrap, bwrap_path) = probe_bwrap(bwrap);
+        let cgroup_parents = super::cgroup::find(cgroup_parent);
         Self {
             user_namespaces,
             bwrap,
@@ -80,9 +84,18 @@ impl Probe {
             landlock,
             landlock_abi,
             seccomp,
-            cgroups: super::cgroup::probe(cgroup_parent),
+            cgroups: super::cgroup::probe(cgroup_parents.as_ref()),
+            cgroup_parents,
             root: sys::is_root(),
         }
+    }
+
+    /// Whether host cgroups can use `controller`.
+    #[must_use]
+    pub fn has_controller(&self, controller: super::cgroup::Controller) -> bool {
+        self.cgroup_parents
+            .as_ref()
+            .is_some_and(|p| p.dirs.iter().any(|(c, _)| *c == controller))
     }
 
     /// Whether the bubblewrap backend can run: the binary, and namespaces for it (root makes
@@ -324,11 +337,12 @@ impl Probe {
     /// Each layer with the best this machine can enforce and why.
     #[must_use]
     pub fn layers(&self) -> Vec<LayerSupport> {
+        use super::cgroup::Controller;
         use super::{Enforcement as E, Layer};
         let namespaces = self.user_namespaces.available || self.root;
-        let memory_cgroup = self.cgroups.available && self.cgroups.detail.contains("memory");
-        let pids_cgroup = self.cgroups.available && self.cgroups.detail.contains("pids");
-        let cpu_cgroup = self.cgroups.available && self.cgroups.detail.contains("cpu");
+        let memory_cgroup = self.has_controller(Controller::Memory);
+        let pids_cgroup = self.has_controller(Controller::Pids);
+        let cpu_cgroup = self.has_controller(Controller::Cpu);
         let entry = |layer, ok: bool, partial: bool, yes: String, no: String| LayerSupport {
             layer,
             enforcement: if ok {
@@ -360,7 +374,7 @@ impl Probe {
                 "private size-capped tmpfs in the host's mount namespace".into(),
                 "no mount namespace: /tmp cannot be made private".into()),
             entry(Layer::Memory, memory_cgroup, true,
-                format!("cgroup: {}", self.cgroups.detail),
+                if memory_cgroup { format!("cgroup: {}", self.cgroups.detail) } else { format!("no memory cgroup ({}): RSS watchdog and a V8 heap cap only", self.cgroups.detail) },
                 String::new()),
             entry(Layer::Processes, pids_cgroup || namespaces, true,
                 if pids_cgroup { format!("cgroup: {}", self.cgroups.detail) } else if namespaces { "RLIMIT_NPROC in the host's user namespace".into() } else { "the supervisor's process-count watchdog only".into() },
@@ -370,13 +384,5 @@ impl Probe {
             entry(Layer::Files, true, false, "RLIMIT_NOFILE and RLIMIT_FSIZE".into(), String::new()),
             entry(Layer::CoreDumps, true, false, "RLIMIT_CORE 0".into(), String::new()),
         ]
-        .into_iter()
-        .map(|mut support| {
-            if support.layer == Layer::Memory && !memory_cgroup {
-                support.reason = format!("no memory cgroup ({}): RSS watchdog and a V8 heap cap only", self.cgroups.detail);
-            }
-            support
-        })
-        .collect()
     }
 }

@@ -101,6 +101,9 @@ pub struct StageReport {
     pub layers: Vec<LayerReport>,
     /// Set when the stage refused to start the host.
     pub error: Option<String>,
+    /// The required layer that could not be enforced, when that is why it refused.
+    #[serde(default)]
+    pub failed_layer: Option<Layer>,
 }
 
 /// Runs the stage if this process was started as one, and never returns then. Call it first
@@ -132,8 +135,8 @@ fn run() -> ! {
         Err(err) => finish(
             &mut channel,
             &StageReport {
-                layers: Vec::new(),
                 error: Some(err),
+                ..StageReport::default()
             },
         ),
     };
@@ -199,7 +202,10 @@ fn required_ok(plan: &StagePlan, entry: &LayerReport) -> Result<(), String> {
 #[allow(clippy::too_many_lines)] // one step per layer, in order; splitting hides the order
 fn apply(plan: &StagePlan, report: &mut StageReport) -> Result<(), String> {
     let push = |report: &mut StageReport, entry: LayerReport| -> Result<(), String> {
-        required_ok(plan, &entry)?;
+        if let Err(err) = required_ok(plan, &entry) {
+            report.failed_layer = Some(entry.layer);
+            return Err(err);
+        }
         report.layers.push(entry);
         Ok(())
     };
@@ -261,6 +267,7 @@ fn own_mnt_ns() -> String {
 #[allow(clippy::too_many_lines)] // the mount sequence reads best in one place
 fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
     use nix::mount::{MsFlags, mount};
+    use std::os::unix::fs::OpenOptionsExt;
     if own_mnt_ns() == plan.supervisor_mnt_ns || plan.supervisor_mnt_ns.is_empty() {
         return (
             LayerReport::missing(
@@ -288,7 +295,7 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
         .filter_map(|(path, writable)| {
             let file = std::fs::OpenOptions::new()
                 .read(true)
-                .custom_flags_path()
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
                 .open(path)
                 .ok()?;
             Some((path.clone(), *writable, file))
@@ -381,17 +388,6 @@ fn remount_read_only(path: &Path) -> Result<(), String> {
         .find(Result::is_ok)
         .unwrap_or(Err(nix::Error::EPERM))
         .map_err(|e| format!("read-only remount: {e}"))
-}
-
-trait OpenPath {
-    fn custom_flags_path(&mut self) -> &mut Self;
-}
-
-impl OpenPath for std::fs::OpenOptions {
-    fn custom_flags_path(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-    }
 }
 
 fn set_limits(limits: &Rlimits) -> LayerReport {

@@ -107,18 +107,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_of_this_process_counts_its_threads_and_memory() {
-        let me = std::process::id();
-        let before = tree_usage(me);
-        let handle = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(300)));
-        std::thread::sleep(Duration::from_millis(50));
-        let during = tree_usage(me);
-        handle.join().unwrap();
-        assert!(before.rss_bytes > 1 << 20, "{before:?}");
-        assert!(
-            during.tasks > before.tasks.saturating_sub(1),
-            "{before:?} {during:?}"
-        );
-        assert!(during.tasks >= 2);
+    fn usage_counts_every_process_of_a_tree() {
+        // A shell with two children: three processes, one thread each.
+        let mut tree = std::process::Command::new("sh")
+            .args(["-c", "sleep 3 & sleep 3 & wait"])
+            .spawn()
+            .unwrap();
+        let root = tree.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut usage = tree_usage(root);
+        while usage.tasks < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            usage = tree_usage(root);
+        }
+        let _ = tree.kill();
+        let _ = tree.wait();
+        assert_eq!(usage.tasks, 3, "{usage:?}");
+        assert!(usage.rss_bytes > 0, "{usage:?}");
+        // A pid that does not exist uses nothing.
+        assert_eq!(tree_usage(u32::MAX - 1), Usage::default());
     }
 }
