@@ -37,6 +37,9 @@ pub struct HostView {
     pub commands: Vec<String>,
     /// `pid-namespace` or `death-signal-only`, while it has a process.
     pub containment: Option<String>,
+    /// What the sandbox enforced for the current process, layer by layer.
+    #[serde(default)]
+    pub sandbox: Option<crate::sandbox::EnforcementReport>,
 }
 
 impl HostView {
@@ -59,6 +62,7 @@ impl HostView {
                 Containment::PidNamespace => "pid-namespace".to_owned(),
                 Containment::DeathSignalOnly => "death-signal-only".to_owned(),
             }),
+            sandbox: status.sandbox,
         }
     }
 }

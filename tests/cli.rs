@@ -112,8 +112,17 @@ fn run_status_exec_and_graceful_sigterm() {
         .collect();
     assert_eq!(ids, ["dscode.hello", "test.faulty"]);
     // `run` makes the supervisor non-dumpable; hosts must still get their own PID namespace.
+    // ... and their user namespace gets its id maps, without which the stage's private /tmp
+    // cannot be built (the non-dumpable supervisor's children cannot write them by default).
     for host in status["hosts"].as_array().unwrap() {
         assert_eq!(host["containment"], "pid-namespace", "{host}");
+        let tmp = host["sandbox"]["layers"]
+            .as_array()
+            .expect("status carries the enforcement report")
+            .iter()
+            .find(|l| l["layer"] == "tmp")
+            .expect("a tmp layer entry");
+        assert_eq!(tmp["enforcement"], "FullyEnforced", "{host}");
     }
 
     let out = sup.cli(&["exec", "dscode.hello", "hello.greet", r#"["CLI"]"#]);

@@ -99,12 +99,27 @@ fn unshare_namespaces(plan: &ContainPlan) -> io::Result<()> {
     let Some(maps) = &plan.user_namespace else {
         return Ok(());
     };
-    // The identity map only makes ids read the same inside. It cannot be written when the
-    // supervisor is non-dumpable (its /proc files then belong to root); the namespaces work
-    // without it, with the host's ids shown as the overflow id and file access unchanged.
-    let _ = write_proc(b"/proc/self/setgroups\0", b"deny")
+    // A non-dumpable process's /proc files belong to root, so a child of a non-dumpable
+    // supervisor (as `run` makes it) cannot write its own maps. Without them its ids are the
+    // overflow id, and a file system mounted in the namespace (the stage's private /tmp) refuses
+    // to create anything (EOVERFLOW). Be dumpable only while writing the maps: this process
+    // still holds a copy of the supervisor's memory until it execs.
+    // SAFETY: prctl with PR_GET_DUMPABLE/PR_SET_DUMPABLE takes integer flags only.
+    let was_dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 1;
+    if !was_dumpable {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
+    let written = write_proc(b"/proc/self/setgroups\0", b"deny")
         .and_then(|()| write_proc(b"/proc/self/uid_map\0", &maps.uid_map))
         .and_then(|()| write_proc(b"/proc/self/gid_map\0", &maps.gid_map));
+    if !was_dumpable {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+    // Without the maps the namespaces still isolate; the stage reports what it could not do
+    // (its private /tmp) in the enforcement report.
+    drop(written);
     Ok(())
 }
 

@@ -289,6 +289,7 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
             false,
         );
     }
+    // A path that does not exist (yet) is not carried over; its absence is the host's to report.
     let kept: Vec<(PathBuf, bool, std::fs::File)> = mounts
         .keep_under_tmp
         .iter()
@@ -344,6 +345,8 @@ fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
             }
         });
         if let Err(err) = bound {
+            // Leave no half-built view behind: without the tmpfs the host still sees its files.
+            let _ = nix::mount::umount2("/tmp", nix::mount::MntFlags::MNT_DETACH);
             return (
                 LayerReport::missing(
                     Layer::Tmp,
