@@ -1,5 +1,6 @@
 //! `dscode-exthost`: the supervisor as a standalone program.
 
+mod bench;
 mod demo;
 mod doctor;
 mod grants;
@@ -82,6 +83,24 @@ enum Command {
     /// Manage an extension's or host's secrets in the OS keyring (values come from stdin).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Measure every scenario beside its baselines (see BENCHMARKS.md); figures are recorded,
+    /// not judged, except against the targets the table marks as met or not.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Fewer samples (under 30 s): checks that everything runs, not the figures.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The scale scenario's supervisor, run by `bench` in a process of its own.
+    #[command(hide = true)]
+    BenchScale {
+        #[arg(long)]
+        hosts: usize,
+        #[arg(long)]
+        idle_ms: u64,
+    },
     /// Show which isolation layers this machine can enforce, and why not.
     Doctor {
         /// Print JSON instead of a table.
@@ -134,7 +153,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Run { .. } => "info",
         // The demo narrates state changes itself.
-        Command::Demo => "error",
+        Command::Demo | Command::Bench { .. } | Command::BenchScale { .. } => "error",
         _ => "warn",
     };
     init_logging(cli.log_format, cli.log.as_deref(), default_level);
@@ -161,6 +180,13 @@ fn main() -> ExitCode {
             Command::Deny(args) => grants::edit(grants::Edit::Deny, args).await,
             Command::Secret(command) => secret::run(command).await,
             Command::Doctor { json, bwrap } => doctor::run(json, bwrap),
+            Command::Bench { json, quick } => bench::run(json, quick).await,
+            Command::BenchScale { hosts, idle_ms } => {
+                let report =
+                    bench::scale_child(hosts, std::time::Duration::from_millis(idle_ms)).await?;
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
         }
     });
     match result {
