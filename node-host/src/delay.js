@@ -13,4 +13,19 @@ function timerDelay(ms) {
   return Math.min(Math.max(ms, 1), MAX_TIMER_MS);
 }
 
-module.exports = { timerDelay };
+/**
+ * The delay until the next heartbeat: the next multiple of `intervalMs` on the wall clock, so
+ * the beats of many hosts reach the supervisor together and it wakes once for all of them
+ * instead of once per host. Never less than half an interval, so a timer that fires a little
+ * before its boundary does not send two beats back to back.
+ *
+ * @param {number} nowMs wall-clock time (`Date.now()`)
+ * @param {number} intervalMs the heartbeat interval, already clamped by `timerDelay`
+ * @returns {number} milliseconds, in [intervalMs / 2, intervalMs * 1.5]
+ */
+function nextBeatDelay(nowMs, intervalMs) {
+  const delay = intervalMs - (nowMs % intervalMs);
+  return delay < intervalMs / 2 ? delay + intervalMs : delay;
+}
+
+module.exports = { nextBeatDelay, timerDelay };

@@ -9,7 +9,7 @@ const { inspect } = require('node:util');
 const { CommandRegistry, cancellationToken } = require('./commands');
 const { Connection, RequestError } = require('./connection');
 const { createContext } = require('./context');
-const { timerDelay } = require('./delay');
+const { nextBeatDelay, timerDelay } = require('./delay');
 const { isPlainObject } = require('./envelope');
 
 const PROTOCOL_VERSION = 1;
@@ -163,10 +163,13 @@ class Host {
     // Heartbeats run on the event loop that runs extension code, so an extension that blocks
     // the loop stops them and the supervisor sees the hang.
     let seq = 0;
-    this.#heartbeat = setInterval(() => {
+    const interval = timerDelay(config.heartbeatIntervalMs);
+    const beat = () => {
       seq += 1;
       this.#connection.send('heartbeat', null, { seq });
-    }, timerDelay(config.heartbeatIntervalMs));
+      this.#heartbeat = setTimeout(beat, nextBeatDelay(Date.now(), interval));
+    };
+    this.#heartbeat = setTimeout(beat, nextBeatDelay(Date.now(), interval));
   }
 
   #serve(method, params, signal) {
@@ -249,7 +252,7 @@ class Host {
     this.#state = 'stopping';
     await this.#deactivate(graceMs);
     this.#disposeSubscriptions();
-    clearInterval(this.#heartbeat);
+    clearTimeout(this.#heartbeat);
     await this.#connection.end();
     process.exit(EXIT_OK);
   }

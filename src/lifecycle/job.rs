@@ -603,21 +603,17 @@ impl Job {
         tokio::pin!(deadline);
         let mut beats_open = true;
         let mut events_open = true;
-        let watching = host.limits.active() || host.limits.cgroup.is_some();
+        // The watchdog needs its own quick tick. When the cgroup enforces every limit, the
+        // kernel stops the host itself and the check only notices a refused fork to report it:
+        // that rides on the heartbeats, so idle hosts cost no extra wake-ups.
+        let ticking = host.limits.active();
         let mut limit_tick = tokio::time::interval(LIMIT_CHECK);
         limit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_check = Instant::now();
         loop {
             let events = &mut host.connection.as_mut().expect("connected").1.messages;
-            tokio::select! {
-                _ = limit_tick.tick(), if watching => {
-                    if let Some((limit, detail)) = host.limits.exceeded(host.process.group) {
-                        signal_host(host.process.group, libc::SIGKILL);
-                        let _ = tokio::time::timeout(Duration::from_secs(5), host.process.child.wait()).await;
-                        let output = host.process.final_output().await;
-                        let reason = Reason::LimitExceeded { limit, detail, output };
-                        return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
-                    }
-                }
+            let over = tokio::select! {
+                _ = limit_tick.tick(), if ticking => host.limits.exceeded(host.process.group),
                 status = host.process.child.wait() => {
                     let reason = exited(&mut host, status.ok()).await;
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -629,15 +625,29 @@ impl Job {
                     } else {
                         beats_open = false;
                     }
+                    if !ticking && host.limits.cgroup.is_some() && last_check.elapsed() >= CGROUP_CHECK {
+                        last_check = Instant::now();
+                        host.limits.exceeded(host.process.group)
+                    } else {
+                        None
+                    }
                 }
                 () = &mut deadline => {
-                    let reason = Reason::Hung { silent_for: last_beat.elapsed() };
-                    return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
+                    // A host at its process limit often hangs rather than dies: name the limit.
+                    let over = host.limits.exceeded(host.process.group);
+                    if over.is_none() {
+                        let reason = Reason::Hung { silent_for: last_beat.elapsed() };
+                        return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
+                    }
+                    over
                 }
-                event = events.recv(), if events_open => match event {
-                    Some(event) => self.on_event(event),
-                    None => events_open = false,
-                },
+                event = events.recv(), if events_open => {
+                    match event {
+                        Some(event) => self.on_event(event),
+                        None => events_open = false,
+                    }
+                    None
+                }
                 closed = connection.closed() => {
                     let reason = match exit_soon(&mut host).await {
                         Some(exit) => exit,
@@ -649,7 +659,27 @@ impl Job {
                     if self.busy_control(control).is_some() {
                         return Step::Stop(Some(host));
                     }
+                    None
                 }
+            };
+            if let Some((limit, detail)) = over {
+                signal_host(host.process.group, libc::SIGKILL);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), host.process.child.wait()).await;
+                let output = host.process.final_output().await;
+                let reason = Reason::LimitExceeded {
+                    limit,
+                    detail,
+                    output,
+                };
+                return Step::Fail(
+                    Failure {
+                        reason,
+                        retryable: true,
+                        healthy_for: Some(running_since.elapsed()),
+                    },
+                    Some(host),
+                );
             }
         }
     }
@@ -932,6 +962,8 @@ fn parse_commands(result: &RawValue) -> Result<Vec<String>, String> {
 
 /// How often the supervisor checks a host's limits.
 const LIMIT_CHECK: Duration = Duration::from_millis(100);
+/// How often to read the cgroup's counters when the cgroup enforces every limit itself.
+const CGROUP_CHECK: Duration = Duration::from_secs(1);
 
 /// The exit reason with the host's last output; a kill by a limit says which.
 async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {

@@ -157,7 +157,7 @@ struct Recovery {
 #[derive(Debug, Serialize)]
 struct Target {
     name: &'static str,
-    target: &'static str,
+    goal: &'static str,
     measured: String,
     met: bool,
 }
@@ -340,19 +340,19 @@ fn targets(r: &Report) -> Vec<Target> {
     let mut out = vec![
         Target {
             name: "round trip p50",
-            target: "<= 1.25 x Node<->Node p50",
+            goal: "<= 1.25 x Node<->Node p50",
             measured: format!("{:.2} x", rt.p50_vs_node.unwrap_or(f64::NAN)),
             met: rt.p50_vs_node.is_some_and(|x| x <= 1.25),
         },
         Target {
             name: "round trip p99",
-            target: "<= 2 x Node<->Node p99",
+            goal: "<= 2 x Node<->Node p99",
             measured: format!("{:.2} x", rt.p99_vs_node.unwrap_or(f64::NAN)),
             met: rt.p99_vs_node.is_some_and(|x| x <= 2.0),
         },
         Target {
             name: "process per call",
-            target: ">= 1000 x slower than a round trip",
+            goal: ">= 1000 x slower than a round trip",
             measured: format!(
                 "{:.0} x",
                 r.process_per_call
@@ -366,7 +366,7 @@ fn targets(r: &Report) -> Vec<Target> {
         },
         Target {
             name: "1 MiB round trip",
-            target: "<= 2 x the Rust floor",
+            goal: "<= 2 x the Rust floor",
             measured: format!(
                 "{:.2} x",
                 r.round_trip_large.p50_vs_floor.unwrap_or(f64::NAN)
@@ -375,7 +375,7 @@ fn targets(r: &Report) -> Vec<Target> {
         },
         Target {
             name: "supervisor CPU per request",
-            target: "<= 5 us at full throughput",
+            goal: "<= 5 us at full throughput",
             measured: format!("{:.1} us", r.throughput.supervisor_cpu_us_per_request),
             met: r.throughput.supervisor_cpu_us_per_request <= 5.0,
         },
@@ -386,7 +386,7 @@ fn targets(r: &Report) -> Vec<Target> {
         }
         out.push(Target {
             name: "cold start",
-            target: "<= bare node + 5 ms (median)",
+            goal: "<= bare node + 5 ms (median)",
             measured: format!(
                 "{}: {:+.1} ms over bare node, {:+.1} ms over no sandbox",
                 b.backend, b.added_over_bare_node_ms, b.added_over_none_ms
@@ -399,19 +399,19 @@ fn targets(r: &Report) -> Vec<Target> {
     out.extend([
         Target {
             name: "recovery",
-            target: "<= cold start + 5 ms",
+            goal: "<= cold start + 5 ms",
             measured: format!("{:+.1} ms", r.recovery.added_over_cold_start_ms),
             met: r.recovery.added_over_cold_start_ms <= 5.0,
         },
         Target {
             name: "supervisor RSS",
-            target: "<= 30 MiB with 100 hosts",
+            goal: "<= 30 MiB with 100 hosts",
             measured: format!("{rss_mib:.1} MiB with {} hosts", r.scale.hosts),
             met: rss_mib <= 30.0 && r.scale.hosts >= 100,
         },
         Target {
             name: "idle supervisor CPU",
-            target: "<= 1 % of one core with 100 hosts",
+            goal: "<= 1 % of one core with 100 hosts",
             measured: format!("{idle_percent:.2} % with {} hosts", r.scale.hosts),
             met: idle_percent <= 1.0 && r.scale.hosts >= 100,
         },
@@ -444,6 +444,13 @@ fn table(r: &Report) -> String {
         m.node,
         if m.root { "root" } else { "unprivileged" }
     );
+    round_trips(&mut t, r);
+    rest(&mut t, r);
+    t
+}
+
+fn round_trips(t: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     for (title, rt) in [
         ("round trip", &r.round_trip),
         ("1 MiB round trip", &r.round_trip_large),
@@ -464,6 +471,10 @@ fn table(r: &Report) -> String {
             opt(rt.p50_vs_floor)
         );
     }
+}
+
+fn rest(t: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let th = &r.throughput;
     let _ = writeln!(
         t,
@@ -538,10 +549,9 @@ fn table(r: &Report) -> String {
             "  [{}] {:<28} {:<36} {}",
             if target.met { "met" } else { "gap" },
             target.name,
-            target.target,
+            target.goal,
             target.measured
         );
     }
     let _ = writeln!(t, "\nfinished in {:.0} s", r.elapsed_seconds);
-    t
 }
