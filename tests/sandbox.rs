@@ -566,3 +566,47 @@ fn doctor_json_reports_every_layer_with_a_reason() {
         "{doc}"
     );
 }
+
+/// The supervisor moves a host into its cgroup after the spawn (to keep the cgroup migration's
+/// RCU wait off the start-up path), so check that it really lands there before it runs
+/// extension code: every process of the host's tree.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_host_process_is_in_its_cgroup() {
+    let probe = dscode_extension_host::sandbox::Probe::run(std::path::Path::new("bwrap"), None);
+    if probe.cgroup_parents.is_none() {
+        eprintln!(
+            "SKIPPED: no usable cgroup here ({}); the host runs under the watchdog instead",
+            probe.cgroups.detail
+        );
+        return;
+    }
+    let env = Env::new();
+    let host = env.host(&common::example("hello"), fast());
+    host.start().await.unwrap();
+    let pid = host.status().pid.unwrap();
+    let leaf = format!("/dscode-exthost-{}/", std::process::id());
+    let pids = dscode_extension_host::sandbox::watch::tree_pids(pid);
+    assert!(!pids.is_empty(), "no process found for pid {pid}");
+    for p in &pids {
+        let cgroups = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
+        for controller in ["memory", "pids"] {
+            let line = cgroups
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|c| c == controller))
+                        || l.starts_with("0::")
+                })
+                .unwrap_or_else(|| panic!("no {controller} line in {cgroups}"));
+            assert!(
+                line.contains(&leaf),
+                "process {p} is outside its {controller} cgroup: {cgroups}"
+            );
+        }
+    }
+    // Positive control for the check itself: this test process is not in any host's cgroup.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert!(!own.contains(&leaf), "{own}");
+    host.stop().await;
+}

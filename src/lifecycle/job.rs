@@ -393,11 +393,8 @@ impl Job {
             pid_namespace: prepared.namespaces.pid,
             user_namespace: prepared.namespaces.user,
             extra_namespaces: prepared.namespaces.extra,
-            cgroups: prepared
-                .cgroup
-                .as_ref()
-                .map(crate::sandbox::cgroup::HostCgroup::procs_files)
-                .unwrap_or_default(),
+            // Joined after the spawn instead (see `attach_tree`), off the start's critical path.
+            cgroups: Vec::new(),
             stage_plan: prepared
                 .plan
                 .as_ref()
@@ -418,6 +415,12 @@ impl Job {
                 );
             }
         };
+        // Into the cgroup while Node boots; awaited before any extension code is loaded.
+        let attach = prepared.cgroup.as_ref().map(|cgroup| {
+            let files = cgroup.procs_files();
+            let root = process.group;
+            tokio::task::spawn_blocking(move || crate::sandbox::cgroup::attach_tree(&files, root))
+        });
         if process.containment == Containment::DeathSignalOnly {
             tracing::warn!(extension = %self.spec.id, "the kernel refused a PID namespace: processes this host starts may outlive it");
         }
@@ -517,6 +520,25 @@ impl Job {
                 );
             }
             Ok(Ok(())) => {}
+        }
+        if let Some(attach) = attach {
+            let attached = match attach.await {
+                Ok(result) => result.map_err(|err| err.to_string()),
+                Err(err) => Err(format!("the cgroup task failed: {err}")),
+            };
+            if let Err(err) = attached {
+                let message = format!(
+                    "the host could not join its cgroup, so its limits would not hold: {err}"
+                );
+                return Step::Fail(
+                    Failure {
+                        reason: Reason::SandboxUnavailable { message },
+                        retryable: false,
+                        healthy_for: None,
+                    },
+                    Some(host),
+                );
+            }
         }
         self.activate(host, frames, write).await
     }
