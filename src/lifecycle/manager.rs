@@ -170,17 +170,26 @@ impl HostHandle {
     }
 }
 
-/// Builds `{"command": ..., "args": ...}` around the caller's raw arguments.
-fn command_params(command: &str, args: &RawValue) -> Result<Box<RawValue>, RequestError> {
+/// Builds the params of a `command/execute` request, `{"command": ..., "args": ...}`, around
+/// the caller's raw arguments. The arguments are copied, not parsed again: a `RawValue` is
+/// already valid JSON.
+///
+/// # Errors
+/// `InvalidParams` (as [`RequestError::Remote`]) if `args` is not a JSON array.
+pub fn command_params(command: &str, args: &RawValue) -> Result<Box<RawValue>, RequestError> {
+    #[derive(serde::Serialize)]
+    struct Params<'a> {
+        command: &'a str,
+        args: &'a RawValue,
+    }
     if !args.get().trim_start().starts_with('[') {
         return Err(RequestError::Remote(ErrorObject::new(
             ErrorCode::InvalidParams,
             "command arguments must be a JSON array",
         )));
     }
-    let command = serde_json::to_string(command).expect("strings serialize");
-    let text = format!(r#"{{"command":{command},"args":{}}}"#, args.get());
-    Ok(RawValue::from_string(text).expect("valid JSON built from valid parts"))
+    Ok(serde_json::value::to_raw_value(&Params { command, args })
+        .expect("a string and a raw value always serialize"))
 }
 
 /// Why a host could not be added.

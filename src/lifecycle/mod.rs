@@ -8,6 +8,6 @@ pub mod state;
 
 pub use backoff::{Decision, RestartBudget, RestartPolicy};
 pub use job::{HostStatus, StartError};
-pub use manager::{ExtensionHostManager, HostHandle, ManagerError};
+pub use manager::{ExtensionHostManager, HostHandle, ManagerError, command_params};
 pub use options::{HostOptions, HostSpec};
 pub use state::{ExtensionHostState, Reason, StateChange, StopOutcome, Trigger};

@@ -15,13 +15,11 @@ use dscode_extension_host::ipc::{
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-/// `command/execute` params as [`HostHandle::execute_command`] builds them, so every variant
+/// `command/execute` params as `HostHandle::execute_command` builds them, so every variant
 /// pays the same supervisor-side cost per request.
-///
-/// [`HostHandle::execute_command`]: dscode_extension_host::lifecycle::HostHandle::execute_command
 pub fn command_params(command: &str, args: &RawValue) -> Box<RawValue> {
-    let text = format!(r#"{{"command":"{command}","args":{}}}"#, args.get());
-    RawValue::from_string(text).expect("valid JSON built from valid parts")
+    dscode_extension_host::lifecycle::command_params(command, args)
+        .expect("the benchmark's arguments are an array")
 }
 
 /// The size on the wire (header included) of a `hello.echo` request carrying `args`.

@@ -113,6 +113,8 @@ struct ThroughputReport {
     seconds: f64,
     requests_per_second: f64,
     supervisor_cpu_us_per_request: f64,
+    supervisor_user_us_per_request: f64,
+    supervisor_system_us_per_request: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,13 +188,15 @@ pub async fn run(json: bool, quick: bool) -> anyhow::Result<()> {
     let args = echo_args(SMALL_PAYLOAD);
     let measured = scenarios::throughput(&host, &args, IN_FLIGHT, plan.throughput).await?;
     host.stop().await;
+    let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / measured.requests.max(1) as f64;
     let throughput = ThroughputReport {
         in_flight: IN_FLIGHT,
         requests: measured.requests,
         seconds: measured.elapsed.as_secs_f64(),
         requests_per_second: measured.requests as f64 / measured.elapsed.as_secs_f64(),
-        supervisor_cpu_us_per_request: measured.cpu.as_secs_f64() * 1e6
-            / measured.requests.max(1) as f64,
+        supervisor_cpu_us_per_request: per_request(measured.cpu_user + measured.cpu_system),
+        supervisor_user_us_per_request: per_request(measured.cpu_user),
+        supervisor_system_us_per_request: per_request(measured.cpu_system),
     };
 
     progress("process per call");
@@ -478,8 +482,12 @@ fn rest(t: &mut String, r: &Report) {
     let th = &r.throughput;
     let _ = writeln!(
         t,
-        "\nthroughput: {:.0} requests/s with {} in flight; supervisor CPU {:.2} us per request",
-        th.requests_per_second, th.in_flight, th.supervisor_cpu_us_per_request
+        "\nthroughput: {:.0} requests/s with {} in flight; supervisor CPU {:.2} us per request ({:.2} user, {:.2} kernel)",
+        th.requests_per_second,
+        th.in_flight,
+        th.supervisor_cpu_us_per_request,
+        th.supervisor_user_us_per_request,
+        th.supervisor_system_us_per_request
     );
     let _ = writeln!(
         t,

@@ -15,7 +15,7 @@ use dscode_extension_host::sandbox::{Backend, Profile, SandboxSettings, SandboxS
 use serde_json::value::RawValue;
 
 use super::baselines::{self, RustFloor};
-use super::stats::{Summary, own_cpu, own_rss_kib};
+use super::stats::{Summary, own_cpu, own_cpu_split, own_rss_kib};
 
 /// Where a run keeps its files, and what it runs.
 pub struct Env {
@@ -151,7 +151,8 @@ pub async fn node_round_trips(
 pub struct Throughput {
     pub requests: u64,
     pub elapsed: Duration,
-    pub cpu: Duration,
+    pub cpu_user: Duration,
+    pub cpu_system: Duration,
 }
 
 /// Keeps `in_flight` requests outstanding against `host` for `duration`, and measures this
@@ -162,7 +163,7 @@ pub async fn throughput(
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<Throughput> {
-    let cpu_before = own_cpu();
+    let (user_before, system_before) = own_cpu_split();
     let start = Instant::now();
     let deadline = start + duration;
     let workers = (0..in_flight).map(|_| {
@@ -184,7 +185,8 @@ pub async fn throughput(
     Ok(Throughput {
         requests,
         elapsed: start.elapsed(),
-        cpu: own_cpu().saturating_sub(cpu_before),
+        cpu_user: own_cpu_split().0.saturating_sub(user_before),
+        cpu_system: own_cpu_split().1.saturating_sub(system_before),
     })
 }
 

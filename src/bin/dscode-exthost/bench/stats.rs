@@ -67,9 +67,18 @@ pub fn ratio(a: f64, b: f64) -> Option<f64> {
 
 /// CPU time (user + system) this process has used so far.
 pub fn own_cpu() -> Duration {
+    let (user, system) = own_cpu_split();
+    user + system
+}
+
+/// CPU time this process has used so far, in user space and in the kernel.
+pub fn own_cpu_split() -> (Duration, Duration) {
     use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
-        duration_of(usage.user_time()) + duration_of(usage.system_time())
+    getrusage(UsageWho::RUSAGE_SELF).map_or((Duration::ZERO, Duration::ZERO), |usage| {
+        (
+            duration_of(usage.user_time()),
+            duration_of(usage.system_time()),
+        )
     })
 }
 
