@@ -363,13 +363,25 @@ impl Job {
                 None,
             )
         };
-        let mut prepared = match crate::sandbox::prepare(
-            &spec.id,
-            &spec.command,
-            &spec.extension_path,
-            spec.storage_path.as_deref(),
-            &spec.sandbox,
-        ) {
+        // Probing, cgroup set-up and the spawn block for a moment: keep them off the runtime's
+        // threads, so other hosts' traffic flows meanwhile even on a current-thread runtime.
+        let prepare = {
+            let spec = Arc::clone(spec);
+            tokio::task::spawn_blocking(move || {
+                crate::sandbox::prepare(
+                    &spec.id,
+                    &spec.command,
+                    &spec.extension_path,
+                    spec.storage_path.as_deref(),
+                    &spec.sandbox,
+                )
+            })
+        };
+        let prepared = match prepare.await {
+            Ok(prepared) => prepared,
+            Err(err) => return unavailable(format!("sandbox set-up failed: {err}")),
+        };
+        let mut prepared = match prepared {
             Ok(prepared) => prepared,
             Err(crate::sandbox::SandboxError::ProgramNotFound(program)) => {
                 let err = SpawnError::NotFound {
@@ -400,7 +412,19 @@ impl Job {
                 .as_ref()
                 .map(|plan| serde_json::to_vec(plan).expect("plans serialize")),
         };
-        let mut process = match spawn_host(&prepared.command, &self.spec.id, &isolation) {
+        let spawn = {
+            let command = prepared.command.clone();
+            let id = self.spec.id.clone();
+            tokio::task::spawn_blocking(move || spawn_host(&command, &id, &isolation))
+        };
+        let spawned = match spawn.await {
+            Ok(spawned) => spawned,
+            Err(err) => Err(SpawnError::Io {
+                program: prepared.command.program.display().to_string(),
+                source: std::io::Error::other(format!("the spawn task failed: {err}")),
+            }),
+        };
+        let mut process = match spawned {
             Ok(process) => process,
             Err(err) => {
                 let retryable = !matches!(err, SpawnError::NotFound { .. });
