@@ -99,27 +99,15 @@ fn unshare_namespaces(plan: &ContainPlan) -> io::Result<()> {
     let Some(maps) = &plan.user_namespace else {
         return Ok(());
     };
-    // A non-dumpable process's /proc files belong to root, so a child of a non-dumpable
-    // supervisor (as `run` makes it) cannot write its own maps. Without them its ids are the
-    // overflow id, and a file system mounted in the namespace (the stage's private /tmp) refuses
-    // to create anything (EOVERFLOW). Be dumpable only while writing the maps: this process
-    // still holds a copy of the supervisor's memory until it execs.
-    // SAFETY: prctl with PR_GET_DUMPABLE/PR_SET_DUMPABLE takes integer flags only.
-    let was_dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 1;
-    if !was_dumpable {
-        // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    // A sandbox stage writes the maps itself after its exec (see `StagePlan::id_maps`). This
+    // process holds a copy of the supervisor's memory and file descriptors, so it must never be
+    // made dumpable to write them; when the supervisor is non-dumpable (as `run` makes it) the
+    // write fails and the namespace works without maps, its ids read as the overflow id.
+    if !plan.keep_caps_for_stage {
+        let _ = write_proc(b"/proc/self/setgroups\0", b"deny")
+            .and_then(|()| write_proc(b"/proc/self/uid_map\0", &maps.uid_map))
+            .and_then(|()| write_proc(b"/proc/self/gid_map\0", &maps.gid_map));
     }
-    let written = write_proc(b"/proc/self/setgroups\0", b"deny")
-        .and_then(|()| write_proc(b"/proc/self/uid_map\0", &maps.uid_map))
-        .and_then(|()| write_proc(b"/proc/self/gid_map\0", &maps.gid_map));
-    if !was_dumpable {
-        // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    }
-    // Without the maps the namespaces still isolate; the stage reports what it could not do
-    // (its private /tmp) in the enforcement report.
-    drop(written);
     Ok(())
 }
 

@@ -562,6 +562,14 @@ pub fn prepare(
         },
         required: profile.required.clone(),
         init,
+        // The landlock backend's user namespace gets its id maps from the stage, the first
+        // process in it that holds none of the supervisor's memory.
+        id_maps: (namespaces.user && !backend.uses_bwrap()).then(|| {
+            (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )
+        }),
     };
     mark_required(&mut report, &profile.required);
     // Layers the supervisor alone decides are checked now; the rest when the stage reports.

@@ -56,6 +56,14 @@ pub struct StagePlan {
     pub required: Vec<Layer>,
     /// Stay as PID 1 and run the host as a child (reaping orphans and forwarding signals).
     pub init: bool,
+    /// The supervisor's uid and gid, to map onto themselves in the stage's fresh user
+    /// namespace. The stage writes the maps because it is the first process in the namespace
+    /// that may be dumpable: the forked child before it still holds a copy of the supervisor's
+    /// memory and must stay non-dumpable, and a non-dumpable process cannot write its own maps.
+    /// Without them the namespace's ids read as the overflow id and a file system mounted in it
+    /// (the private `/tmp`) cannot create anything.
+    #[serde(default)]
+    pub id_maps: Option<(u32, u32)>,
 }
 
 /// Mounts for a stage that owns a mount namespace.
@@ -214,6 +222,12 @@ fn apply(plan: &StagePlan, report: &mut StageReport) -> Result<(), String> {
         .as_ref()
         .is_some_and(|l| l.private_proc_and_tmp);
     let mut tmp_private = proc_private;
+    if let Some((uid, gid)) = plan.id_maps {
+        // On failure the private /tmp below fails too, and is reported with its reason.
+        let _ = std::fs::write("/proc/self/setgroups", "deny")
+            .and_then(|()| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")))
+            .and_then(|()| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")));
+    }
     if let Some(mounts) = &plan.mounts {
         let (tmp, proc) = mount_private(plan, mounts);
         proc_private = proc;
