@@ -585,7 +585,7 @@ async fn every_host_process_is_in_its_cgroup() {
     host.start().await.unwrap();
     let pid = host.status().pid.unwrap();
     let leaf = format!("/dscode-exthost-{}/", std::process::id());
-    let pids = dscode_extension_host::sandbox::watch::tree_pids(pid);
+    let pids = dscode_extension_host::sandbox::watch::tree_pids(pid, 1000).unwrap();
     assert!(!pids.is_empty(), "no process found for pid {pid}");
     for p in &pids {
         let cgroups = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();

@@ -37,6 +37,13 @@ function errorPayload(err, log) {
   return { code: 'Internal', message: `the host failed unexpectedly: ${err?.message ?? String(err)}` };
 }
 
+// Sockets corked in the current turn. An exit cannot wait for the next tick, so the 'exit'
+// handler uncorks them: a write to a local socket that does not block completes right away.
+const flushOnExit = new Set();
+process.on('exit', () => {
+  for (const socket of flushOnExit) socket.uncork();
+});
+
 class Connection {
   #socket;
   #decoder;
@@ -203,12 +210,15 @@ class Connection {
   #write(type, id, payload) {
     const frame = encode({ id, type, payload }, { maxFrame: this.#maxFrame });
     // Frames written in one turn of the event loop leave in one system call: under load the
-    // supervisor then reads many answers per wake-up instead of one. `end()` flushes too.
+    // supervisor then reads many answers per wake-up instead of one. `end()` flushes too, and
+    // so does an exit in the same turn (extension code may log, then call process.exit()).
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
+      flushOnExit.add(this.#socket);
       process.nextTick(() => {
         this.#corked = false;
+        flushOnExit.delete(this.#socket);
         this.#socket.uncork();
       });
     }

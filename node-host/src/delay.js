@@ -16,16 +16,17 @@ function timerDelay(ms) {
 /**
  * The delay until the next heartbeat: the next multiple of `intervalMs` on the wall clock, so
  * the beats of many hosts reach the supervisor together and it wakes once for all of them
- * instead of once per host. Never less than half an interval, so a timer that fires a little
- * before its boundary does not send two beats back to back.
+ * instead of once per host. A boundary less than a tenth of an interval away is skipped, so a
+ * timer that fires a little early does not send two beats back to back; beats are therefore
+ * at most 1.1 intervals apart (plus the timer's own lateness).
  *
  * @param {number} nowMs wall-clock time (`Date.now()`)
  * @param {number} intervalMs the heartbeat interval, already clamped by `timerDelay`
- * @returns {number} milliseconds, in [intervalMs / 2, intervalMs * 1.5]
+ * @returns {number} milliseconds, in [intervalMs / 10, intervalMs * 1.1], clamped by `timerDelay`
  */
 function nextBeatDelay(nowMs, intervalMs) {
   const delay = intervalMs - (nowMs % intervalMs);
-  return delay < intervalMs / 2 ? delay + intervalMs : delay;
+  return timerDelay(delay < intervalMs / 10 ? delay + intervalMs : delay);
 }
 
 module.exports = { nextBeatDelay, timerDelay };

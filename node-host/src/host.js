@@ -165,9 +165,10 @@ class Host {
     let seq = 0;
     const interval = timerDelay(config.heartbeatIntervalMs);
     const beat = () => {
+      // Scheduled first, so a failed send cannot end the heartbeats.
+      this.#heartbeat = setTimeout(beat, nextBeatDelay(Date.now(), interval));
       seq += 1;
       this.#connection.send('heartbeat', null, { seq });
-      this.#heartbeat = setTimeout(beat, nextBeatDelay(Date.now(), interval));
     };
     this.#heartbeat = setTimeout(beat, nextBeatDelay(Date.now(), interval));
   }

@@ -4,7 +4,10 @@ const assert = require('node:assert/strict');
 const { once } = require('node:events');
 const { afterEach, describe, test } = require('node:test');
 const { Connection, RequestError } = require('../src/connection');
-const { RawPeer, socketPair } = require('./helpers/peer');
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+const { RawPeer, socketPair, tempDir } = require('./helpers/peer');
 
 const sockets = [];
 afterEach(() => {
@@ -218,6 +221,32 @@ describe('Connection', () => {
     assert.equal(answer.payload.error.code, 'Internal');
     assert.match(answer.payload.error.message, /exceeds the maximum of 200 bytes/);
     assert.match(logs.join('\n'), /could not send the response to request 1/);
+  });
+
+  test('a frame written just before process.exit() still leaves', async () => {
+    // Writes are corked until the next tick; an exit in the same turn must flush them.
+    const { dir, cleanup } = tempDir();
+    const socketPath = path.join(dir, 'exit.sock');
+    const server = net.createServer();
+    server.listen(socketPath);
+    await once(server, 'listening');
+    const script = `
+      const net = require('node:net');
+      const { Connection } = require(${JSON.stringify(path.join(__dirname, '../src/connection'))});
+      const socket = net.connect(${JSON.stringify(socketPath)}, () => {
+        const c = new Connection(socket, { onRequest() {}, onNotification() {}, onControl() {}, onClose() {}, log() {} });
+        c.notify('log', { level: 'info', message: 'before exit' });
+        process.exit(0);
+      });`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'inherit' });
+    const [accepted] = await once(server, 'connection');
+    const peer = new RawPeer(accepted);
+    const message = await peer.next((m) => m.type === 'notification');
+    assert.equal(message.payload.params.message, 'before exit');
+    await once(child, 'exit');
+    accepted.destroy();
+    server.close();
+    cleanup();
   });
 
   test('end() flushes what was sent, then the peer sees end of stream', async () => {

@@ -22,13 +22,19 @@ describe('nextBeatDelay', () => {
     }
   });
 
-  test('never sends two beats back to back', () => {
+  test('never sends two beats back to back, nor waits much past an interval', () => {
     // A timer that fired just before its boundary waits for the next one instead.
     assert.equal(nextBeatDelay(10_999, 1000), 1001);
-    assert.equal(nextBeatDelay(10_501, 1000), 1499);
+    assert.equal(nextBeatDelay(10_901, 1000), 1099);
+    assert.equal(nextBeatDelay(10_899, 1000), 101);
     for (let now = 0; now < 3000; now += 7) {
       const delay = nextBeatDelay(now, 1000);
-      assert.ok(delay >= 500 && delay <= 1500, `now ${now}: ${delay}`);
+      assert.ok(delay >= 100 && delay <= 1100, `now ${now}: ${delay}`);
     }
+  });
+
+  test('stays within what Node timers honour', () => {
+    const max = 2 ** 31 - 1;
+    assert.equal(nextBeatDelay(max - 1, max), max);
   });
 });

@@ -401,12 +401,18 @@ impl Job {
             }
             Err(err) => return unavailable(err.to_string()),
         };
+        let overlap_attach = prepared.backend == crate::sandbox::Backend::Landlock;
         let isolation = Isolation {
             pid_namespace: prepared.namespaces.pid,
             user_namespace: prepared.namespaces.user,
             extra_namespaces: prepared.namespaces.extra,
-            // Joined after the spawn instead (see `attach_tree`), off the start's critical path.
-            cgroups: Vec::new(),
+            // The Landlock backend's host joins after the spawn (see `attach_tree`), off the
+            // start's critical path. bubblewrap makes a cgroup namespace as it starts, so its
+            // host must already be in the cgroup then.
+            cgroups: match &prepared.cgroup {
+                Some(cgroup) if !overlap_attach => cgroup.procs_files(),
+                _ => Vec::new(),
+            },
             stage_plan: prepared
                 .plan
                 .as_ref()
@@ -440,11 +446,12 @@ impl Job {
             }
         };
         // Into the cgroup while Node boots; awaited before any extension code is loaded.
-        let attach = prepared.cgroup.as_ref().map(|cgroup| {
-            let files = cgroup.procs_files();
-            let root = process.group;
-            tokio::task::spawn_blocking(move || crate::sandbox::cgroup::attach_tree(&files, root))
-        });
+        let attach = match &prepared.cgroup {
+            Some(cgroup) if overlap_attach => {
+                Some(Attach::start(cgroup.procs_files(), process.group))
+            }
+            _ => None,
+        };
         if process.containment == Containment::DeathSignalOnly {
             tracing::warn!(extension = %self.spec.id, "the kernel refused a PID namespace: processes this host starts may outlive it");
         }
@@ -545,10 +552,18 @@ impl Job {
             }
             Ok(Ok(())) => {}
         }
-        if let Some(attach) = attach {
-            let attached = match attach.await {
-                Ok(result) => result.map_err(|err| err.to_string()),
-                Err(err) => Err(format!("the cgroup task failed: {err}")),
+        if let Some(mut attach) = attach {
+            let waited = self
+                .interruptible(tokio::time::timeout(ATTACH_TIMEOUT, &mut attach.task))
+                .await;
+            let attached = match waited {
+                Err(Interrupt::Stop) => return Step::Stop(Some(host)),
+                Ok(Err(_)) => Err(format!(
+                    "moving it took longer than {} ms",
+                    ATTACH_TIMEOUT.as_millis()
+                )),
+                Ok(Ok(Err(err))) => Err(format!("the cgroup task failed: {err}")),
+                Ok(Ok(Ok(result))) => result.map_err(|err| err.to_string()),
             };
             if let Err(err) = attached {
                 let message = format!(
@@ -1005,6 +1020,34 @@ fn parse_commands(result: &RawValue) -> Result<Vec<String>, String> {
         .map(|a| a.commands)
         .map_err(|err| format!("activation result is malformed: {err}"))
 }
+
+/// A host's move into its cgroup after the spawn. Dropping it (the start failed) stops the
+/// move, so pids freed by the failed host are never moved by mistake.
+struct Attach {
+    task: tokio::task::JoinHandle<std::io::Result<usize>>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Attach {
+    fn start(files: Vec<std::ffi::CString>, root: u32) -> Self {
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&cancel);
+        let task = tokio::task::spawn_blocking(move || {
+            crate::sandbox::cgroup::attach_tree(&files, root, &flag)
+        });
+        Self { task, cancel }
+    }
+}
+
+impl Drop for Attach {
+    fn drop(&mut self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The longest wait for a host's move into its cgroup.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the supervisor checks a host's limits.
 const LIMIT_CHECK: Duration = Duration::from_millis(100);

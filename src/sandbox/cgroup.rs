@@ -370,21 +370,34 @@ impl HostCgroup {
 }
 
 /// Moves `root` and every process below it into the cgroups whose `cgroup.procs` are `files`
-/// ([`HostCgroup::procs_files`]), walking the tree again until
-/// a pass finds no process it had not moved: a process forked while the walk ran is caught
-/// by the next pass. Returns how many processes it moved.
+/// ([`HostCgroup::procs_files`]), walking the tree again until a pass finds no process it had
+/// not moved: a process forked while the walk ran is caught by the next pass. Returns how many
+/// processes it moved.
 ///
-/// The supervisor calls this after the spawn rather than having the child join before its
-/// `exec`, because the first migration in a while waits for an RCU grace period (5 to 20 ms
-/// on the machines measured): done here it overlaps Node's own start-up. It must finish
-/// before the host is asked to load extension code, and the caller makes sure it does.
+/// The Landlock backend calls this after the spawn rather than having the child join before
+/// its `exec`, because the first migration in a while waits for an RCU grace period (5 to 17 ms
+/// measured here): done now it overlaps Node's own start-up. Memory the host touched before
+/// the move stays charged where it was (its boot footprint), since neither cgroup version
+/// migrates charges. The caller must wait for this before the host loads extension code.
+///
+/// `cancel` stops it between two moves (the host's start failed and its pids may be reused).
 ///
 /// # Errors
-/// If a process that still exists cannot be moved.
-pub fn attach_tree(files: &[CString], root: u32) -> std::io::Result<usize> {
-    let mut moved: Vec<u32> = Vec::new();
-    loop {
-        let fresh: Vec<u32> = super::watch::tree_pids(root)
+/// If a process that still exists cannot be moved, if the tree is still growing after
+/// [`ATTACH_PASSES`] passes, or if it is larger than any host may be.
+pub fn attach_tree(
+    files: &[CString],
+    root: u32,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<usize> {
+    let mut moved = std::collections::HashSet::new();
+    for _ in 0..ATTACH_PASSES {
+        let Some(tree) = super::watch::tree_pids(root, MAX_TREE) else {
+            return Err(std::io::Error::other(format!(
+                "the host has more than {MAX_TREE} processes"
+            )));
+        };
+        let fresh: Vec<u32> = tree
             .into_iter()
             .filter(|pid| !moved.contains(pid))
             .collect();
@@ -392,6 +405,9 @@ pub fn attach_tree(files: &[CString], root: u32) -> std::io::Result<usize> {
             return Ok(moved.len());
         }
         for pid in fresh {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("cancelled"));
+            }
             for file in files {
                 let path = Path::new(std::ffi::OsStr::from_bytes(file.as_bytes()));
                 match std::fs::write(path, pid.to_string()) {
@@ -406,10 +422,20 @@ pub fn attach_tree(files: &[CString], root: u32) -> std::io::Result<usize> {
                     }
                 }
             }
-            moved.push(pid);
+            moved.insert(pid);
         }
     }
+    Err(std::io::Error::other(format!(
+        "the host kept starting processes through {ATTACH_PASSES} passes"
+    )))
 }
+
+/// Walks of the host's tree before [`attach_tree`] gives up on a host that keeps forking. A
+/// host that has not loaded extension code forks once (the stage starting Node).
+pub const ATTACH_PASSES: usize = 16;
+
+/// More processes than any host's tree may have while it is moved.
+const MAX_TREE: usize = 4096;
 
 impl Drop for HostCgroup {
     fn drop(&mut self) {

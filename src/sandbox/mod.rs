@@ -8,7 +8,9 @@
 //! 2. refuses the start with [`SandboxError::Unavailable`] if a layer the profile requires
 //!    cannot be enforced (never a silent downgrade);
 //! 3. creates the host's cgroup where it may, and forks. In the child, before `exec`, the
-//!    process joins the cgroup and (Landlock backend) unshares its namespaces;
+//!    process (Landlock backend) unshares its namespaces; with bubblewrap it joins the cgroup
+//!    there too, while the Landlock backend's host is moved into it by the supervisor as Node
+//!    boots, before any extension code is loaded ([`cgroup::attach_tree`]);
 //! 4. execs the **stage**: this crate's code running in a fresh, single-threaded process inside
 //!    the namespaces (bubblewrap's, or its own). The stage reads a [`stage::StagePlan`] from a
 //!    private channel, mounts a private `/tmp` and `/proc` where it owns a mount namespace, sets

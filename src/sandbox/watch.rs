@@ -94,18 +94,23 @@ pub fn tree_usage(root: u32) -> Usage {
     usage
 }
 
-/// `root` and every process below it (threads not listed separately).
+/// `root` and every process below it (threads not listed separately), or `None` when there
+/// are more than `max`.
 #[must_use]
-pub fn tree_pids(root: u32) -> Vec<u32> {
+pub fn tree_pids(root: u32, max: usize) -> Option<Vec<u32>> {
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {
-        if out.contains(&pid) || out.len() > 65_536 {
+        if !seen.insert(pid) {
             continue;
         }
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
+        if out.len() == max {
+            return None;
+        }
         out.push(pid);
         for task in tasks.flatten() {
             if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
@@ -117,7 +122,7 @@ pub fn tree_pids(root: u32) -> Vec<u32> {
             }
         }
     }
-    out
+    Some(out)
 }
 
 fn page_size() -> u64 {
