@@ -353,16 +353,7 @@ impl Job {
     #[allow(clippy::too_many_lines)] // sandbox, spawn, stage report, handshake: one sequence
     async fn launch(&mut self) -> Step {
         let spec = &self.spec;
-        let unavailable = |message: String| {
-            Step::Fail(
-                Failure {
-                    reason: Reason::SandboxUnavailable { message },
-                    retryable: false,
-                    healthy_for: None,
-                },
-                None,
-            )
-        };
+        let unavailable = |message: String| sandbox_unavailable(message, None);
         // Probing, cgroup set-up and the spawn block for a moment: keep them off the runtime's
         // threads, so other hosts' traffic flows meanwhile even on a current-thread runtime.
         let prepare = {
@@ -483,14 +474,7 @@ impl Job {
                 if let Some(last) = output.last() {
                     message = format!("{message} (stage output: {last})");
                 }
-                return Step::Fail(
-                    Failure {
-                        reason: Reason::SandboxUnavailable { message },
-                        retryable: false,
-                        healthy_for: None,
-                    },
-                    Some(host),
-                );
+                return sandbox_unavailable(message, Some(host));
             }
         }
         if prepared.backend == crate::sandbox::Backend::None {
@@ -569,14 +553,7 @@ impl Job {
                 let message = format!(
                     "the host could not join its cgroup, so its limits would not hold: {err}"
                 );
-                return Step::Fail(
-                    Failure {
-                        reason: Reason::SandboxUnavailable { message },
-                        retryable: false,
-                        healthy_for: None,
-                    },
-                    Some(host),
-                );
+                return sandbox_unavailable(message, Some(host));
             }
         }
         self.activate(host, frames, write).await
@@ -1019,6 +996,18 @@ fn parse_commands(result: &RawValue) -> Result<Vec<String>, String> {
     serde_json::from_str::<Activated>(result.get())
         .map(|a| a.commands)
         .map_err(|err| format!("activation result is malformed: {err}"))
+}
+
+/// A start refused by the sandbox: not retried, since the same machine would refuse it again.
+fn sandbox_unavailable(message: String, host: Option<LiveHost>) -> Step {
+    Step::Fail(
+        Failure {
+            reason: Reason::SandboxUnavailable { message },
+            retryable: false,
+            healthy_for: None,
+        },
+        host,
+    )
 }
 
 /// A host's move into its cgroup after the spawn. Dropping it (the start failed) stops the
