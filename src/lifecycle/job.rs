@@ -93,6 +93,7 @@ struct LiveHost {
 struct LimitGuard {
     cgroup: Option<crate::sandbox::cgroup::HostCgroup>,
     watchdog: crate::sandbox::prepare::Watchdog,
+    tree: Option<crate::sandbox::watch::TreeWatch>,
 }
 
 impl LimitGuard {
@@ -102,7 +103,7 @@ impl LimitGuard {
 
     /// A limit the host is over now, if any: the cgroup's own counters first, then the
     /// supervisor's view of the host's process tree.
-    fn exceeded(&self, group: u32) -> Option<(Layer, String)> {
+    fn exceeded(&mut self, group: u32) -> Option<(Layer, String)> {
         if let Some(cgroup) = &self.cgroup {
             if cgroup.oom_kills() > 0 {
                 return Some((Layer::Memory, "the memory cgroup's OOM killer fired".into()));
@@ -117,7 +118,10 @@ impl LimitGuard {
         if self.watchdog.memory_bytes.is_none() && self.watchdog.pids.is_none() {
             return None;
         }
-        let usage = crate::sandbox::watch::tree_usage(group);
+        let usage = self
+            .tree
+            .get_or_insert_with(|| crate::sandbox::watch::TreeWatch::new(group))
+            .usage();
         // Processes first: a fork bomb of Node processes also adds up to a lot of memory.
         if let Some(max) = self.watchdog.pids
             && usage.tasks >= max
@@ -449,6 +453,7 @@ impl Job {
         let limits = LimitGuard {
             cgroup: prepared.cgroup.take(),
             watchdog: prepared.watchdog,
+            tree: None,
         };
         if let Some(stage) = process.stage.take() {
             if !prepared.backend.uses_bwrap() {
@@ -645,7 +650,7 @@ impl Job {
         // kernel stops the host itself and the check only notices a refused fork to report it:
         // that rides on the heartbeats, so idle hosts cost no extra wake-ups.
         let ticking = host.limits.active();
-        let mut limit_tick = tokio::time::interval(LIMIT_CHECK);
+        let mut limit_tick = tokio::time::interval_at(aligned_tick(), LIMIT_CHECK);
         limit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_check = Instant::now();
         loop {
@@ -1037,6 +1042,18 @@ impl Drop for Attach {
 
 /// The longest wait for a host's move into its cgroup.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The next multiple of [`LIMIT_CHECK`] since a process-wide epoch: every host's watchdog
+/// ticks at the same instants, so a hundred hosts wake the supervisor once per tick, not a
+/// hundred times.
+fn aligned_tick() -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    let period = LIMIT_CHECK.as_nanos();
+    let since = epoch.elapsed().as_nanos();
+    let next = (since / period + 1) * period;
+    epoch + Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+}
 
 /// How often the supervisor checks a host's limits.
 const LIMIT_CHECK: Duration = Duration::from_millis(100);
