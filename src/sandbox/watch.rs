@@ -59,19 +59,24 @@ pub struct Usage {
 
 /// Watches a host's process tree through `/proc`, cheaply enough to check a hundred hosts ten
 /// times a second: the tree is walked again only every [`TreeWatch::REWALK`] checks, and in
-/// between each known process is read with one `pread` on files kept open. A process that
-/// appears between two walks is counted from the next walk on; one that exits reads as gone
-/// (its open files never point at a reused pid).
+/// between each known process's memory is read with one `pread` on a file kept open. A process
+/// that appears between two walks is counted from the next walk on; one that exits reads as
+/// gone (its open file never points at a reused pid).
 #[derive(Debug)]
 pub struct TreeWatch {
     root: u32,
+    /// Per known process, its `statm` (resident pages): cheap for the kernel to produce, unlike
+    /// `stat` or `status`, which gather every field on each read.
     procs: Vec<std::fs::File>,
+    /// Processes and threads at the last walk. The kernel enforces the process limit itself
+    /// (`RLIMIT_NPROC` in the host's user namespace); this count is the watchdog's backstop.
+    tasks: u64,
     checks: u32,
 }
 
 impl TreeWatch {
-    /// Checks between two walks of the tree.
-    pub const REWALK: u32 = 10;
+    /// Checks between two walks of the tree (two seconds at the supervisor's 100 ms ticks).
+    pub const REWALK: u32 = 20;
 
     /// Watches `root` and everything below it.
     #[must_use]
@@ -79,30 +84,41 @@ impl TreeWatch {
         Self {
             root,
             procs: Vec::new(),
+            tasks: 0,
             checks: 0,
         }
     }
 
     /// What the tree uses now.
     pub fn usage(&mut self) -> Usage {
+        use std::os::unix::fs::{FileExt, MetadataExt};
         if self.checks % Self::REWALK == 0 {
-            self.procs = tree_pids(self.root, 65_536)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|pid| std::fs::File::open(format!("/proc/{pid}/stat")).ok())
+            let pids = tree_pids(self.root, 65_536).unwrap_or_default();
+            // A task directory's link count is its thread count plus two.
+            self.tasks = pids
+                .iter()
+                .map(|pid| {
+                    std::fs::metadata(format!("/proc/{pid}/task"))
+                        .map_or(0, |m| m.nlink().saturating_sub(2))
+                })
+                .sum();
+            self.procs = pids
+                .iter()
+                .filter_map(|pid| std::fs::File::open(format!("/proc/{pid}/statm")).ok())
                 .collect();
         }
         self.checks = self.checks.wrapping_add(1);
         let page = page_size();
-        let mut usage = Usage::default();
-        let mut buf = [0u8; 1024];
-        for stat in &self.procs {
-            use std::os::unix::fs::FileExt;
-            let Ok(n) = stat.read_at(&mut buf, 0) else {
-                continue;
-            };
-            if let Some((threads, resident)) = parse_stat(&buf[..n]) {
-                usage.tasks += threads;
+        let mut usage = Usage {
+            rss_bytes: 0,
+            tasks: self.tasks,
+        };
+        let mut buf = [0u8; 128];
+        for statm in &self.procs {
+            // A process that exited reads as an error: it uses nothing any more.
+            if let Ok(n) = statm.read_at(&mut buf, 0)
+                && let Some(resident) = parse_statm(&buf[..n])
+            {
                 usage.rss_bytes += resident * page;
             }
         }
@@ -110,16 +126,14 @@ impl TreeWatch {
     }
 }
 
-/// `num_threads` and `rss` (pages) from a `/proc/<pid>/stat` line. The command name may hold
-/// spaces and parentheses, so fields are counted from its closing parenthesis.
-fn parse_stat(line: &[u8]) -> Option<(u64, u64)> {
-    let line = std::str::from_utf8(line).ok()?;
-    let rest = &line[line.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // After the name: state is field 3; num_threads field 20; rss field 24.
-    let threads = fields.nth(17)?.parse().ok()?;
-    let resident = fields.nth(3)?.parse().ok()?;
-    Some((threads, resident))
+/// Resident pages, the second field of `/proc/<pid>/statm`.
+fn parse_statm(line: &[u8]) -> Option<u64> {
+    std::str::from_utf8(line)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Resident memory and task count of `root` and all its descendants, from `/proc`.
@@ -203,10 +217,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_lines_parse_past_odd_command_names() {
-        let line = b"42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 7 0 123 456789 2048 18446744073709551615";
-        assert_eq!(parse_stat(line), Some((7, 2048)));
-        assert_eq!(parse_stat(b"42 (x) S 1"), None);
+    fn statm_gives_resident_pages() {
+        assert_eq!(parse_statm(b"117 2048 512 3 0 100 0\n"), Some(2048));
+        assert_eq!(parse_statm(b"117"), None);
     }
 
     #[test]
@@ -225,11 +238,15 @@ mod tests {
         let watched = watch.usage();
         assert_eq!(watched.tasks, walked.tasks, "{watched:?} vs {walked:?}");
         assert!(watched.rss_bytes > 0, "{watched:?}");
-        // Between walks the known processes are still read: killing the tree shows at once.
+        // Between walks the known processes' memory is still read: a process that exits
+        // stops counting at once.
         let _ = tree.kill();
         let _ = tree.wait();
         let after = watch.usage();
-        assert!(after.tasks < watched.tasks, "{after:?} vs {watched:?}");
+        assert!(
+            after.rss_bytes < watched.rss_bytes,
+            "{after:?} vs {watched:?}"
+        );
     }
 
     #[test]
