@@ -89,11 +89,10 @@ struct LiveHost {
 }
 
 /// The host's cgroup and the limits the supervisor watches itself.
-#[derive(Default)]
 struct LimitGuard {
     cgroup: Option<crate::sandbox::cgroup::HostCgroup>,
     watchdog: crate::sandbox::prepare::Watchdog,
-    tree: Option<crate::sandbox::watch::TreeWatch>,
+    tree: crate::sandbox::watch::TreeWatch,
 }
 
 impl LimitGuard {
@@ -103,7 +102,7 @@ impl LimitGuard {
 
     /// A limit the host is over now, if any: the cgroup's own counters first, then the
     /// supervisor's view of the host's process tree.
-    fn exceeded(&mut self, group: u32) -> Option<(Layer, String)> {
+    fn exceeded(&mut self) -> Option<(Layer, String)> {
         if let Some(cgroup) = &self.cgroup {
             if cgroup.oom_kills() > 0 {
                 return Some((Layer::Memory, "the memory cgroup's OOM killer fired".into()));
@@ -118,10 +117,7 @@ impl LimitGuard {
         if self.watchdog.memory_bytes.is_none() && self.watchdog.pids.is_none() {
             return None;
         }
-        let usage = self
-            .tree
-            .get_or_insert_with(|| crate::sandbox::watch::TreeWatch::new(group))
-            .usage();
+        let usage = self.tree.usage();
         // Processes first: a fork bomb of Node processes also adds up to a lot of memory.
         if let Some(max) = self.watchdog.pids
             && usage.tasks >= max
@@ -453,7 +449,7 @@ impl Job {
         let limits = LimitGuard {
             cgroup: prepared.cgroup.take(),
             watchdog: prepared.watchdog,
-            tree: None,
+            tree: crate::sandbox::watch::TreeWatch::new(process.group),
         };
         if let Some(stage) = process.stage.take() {
             if !prepared.backend.uses_bwrap() {
@@ -656,7 +652,7 @@ impl Job {
         loop {
             let events = &mut host.connection.as_mut().expect("connected").1.messages;
             let over = tokio::select! {
-                _ = limit_tick.tick(), if ticking => host.limits.exceeded(host.process.group),
+                _ = limit_tick.tick(), if ticking => host.limits.exceeded(),
                 status = host.process.child.wait() => {
                     let reason = exited(&mut host, status.ok()).await;
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -670,14 +666,14 @@ impl Job {
                     }
                     if !ticking && host.limits.cgroup.is_some() && last_check.elapsed() >= CGROUP_CHECK {
                         last_check = Instant::now();
-                        host.limits.exceeded(host.process.group)
+                        host.limits.exceeded()
                     } else {
                         None
                     }
                 }
                 () = &mut deadline => {
                     // A host at its process limit often hangs rather than dies: name the limit.
-                    let over = host.limits.exceeded(host.process.group);
+                    let over = host.limits.exceeded();
                     if over.is_none() {
                         let reason = Reason::Hung { silent_for: last_beat.elapsed() };
                         return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -1064,7 +1060,7 @@ const CGROUP_CHECK: Duration = Duration::from_secs(1);
 async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
     use std::os::unix::process::ExitStatusExt;
     let output = host.process.final_output().await;
-    if let Some((limit, detail)) = host.limits.exceeded(host.process.group) {
+    if let Some((limit, detail)) = host.limits.exceeded() {
         return Reason::LimitExceeded {
             limit,
             detail,

@@ -136,43 +136,6 @@ fn parse_statm(line: &[u8]) -> Option<u64> {
         .ok()
 }
 
-/// Resident memory and task count of `root` and all its descendants, from `/proc`.
-#[must_use]
-pub fn tree_usage(root: u32) -> Usage {
-    let page = page_size();
-    let mut usage = Usage::default();
-    let mut stack = vec![root];
-    let mut seen = 0usize;
-    while let Some(pid) = stack.pop() {
-        seen += 1;
-        if seen > 65_536 {
-            break;
-        }
-        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-            && let Some(resident) = statm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            usage.rss_bytes += resident * page;
-        }
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            usage.tasks += 1;
-            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                stack.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    usage
-}
-
 /// `root` and every process below it (threads not listed separately), or `None` when there
 /// are more than `max`.
 #[must_use]
@@ -222,52 +185,44 @@ mod tests {
         assert_eq!(parse_statm(b"117"), None);
     }
 
-    #[test]
-    fn a_tree_watch_agrees_with_a_full_walk() {
-        let mut tree = std::process::Command::new("sh")
+    /// A shell with two children: three processes, one thread each.
+    fn three_processes() -> std::process::Child {
+        let tree = std::process::Command::new("sh")
             .args(["-c", "sleep 3 & sleep 3 & wait"])
             .spawn()
             .unwrap();
-        let root = tree.id();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while tree_usage(root).tasks < 3 && std::time::Instant::now() < deadline {
+        while tree_pids(tree.id(), 100).unwrap_or_default().len() < 3
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut watch = TreeWatch::new(root);
-        let walked = tree_usage(root);
-        let watched = watch.usage();
-        assert_eq!(watched.tasks, walked.tasks, "{watched:?} vs {walked:?}");
-        assert!(watched.rss_bytes > 0, "{watched:?}");
-        // Between walks the known processes' memory is still read: a process that exits
-        // stops counting at once.
-        let _ = tree.kill();
-        let _ = tree.wait();
-        let after = watch.usage();
-        assert!(
-            after.rss_bytes < watched.rss_bytes,
-            "{after:?} vs {watched:?}"
-        );
+        tree
     }
 
     #[test]
     fn usage_counts_every_process_of_a_tree() {
-        // A shell with two children: three processes, one thread each.
-        let mut tree = std::process::Command::new("sh")
-            .args(["-c", "sleep 3 & sleep 3 & wait"])
-            .spawn()
-            .unwrap();
-        let root = tree.id();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let mut usage = tree_usage(root);
-        while usage.tasks < 3 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-            usage = tree_usage(root);
-        }
+        let mut tree = three_processes();
+        let usage = TreeWatch::new(tree.id()).usage();
         let _ = tree.kill();
         let _ = tree.wait();
         assert_eq!(usage.tasks, 3, "{usage:?}");
         assert!(usage.rss_bytes > 0, "{usage:?}");
         // A pid that does not exist uses nothing.
-        assert_eq!(tree_usage(u32::MAX - 1), Usage::default());
+        assert_eq!(TreeWatch::new(u32::MAX - 1).usage(), Usage::default());
+    }
+
+    #[test]
+    fn a_process_that_exits_stops_counting_before_the_next_walk() {
+        let mut tree = three_processes();
+        let mut watch = TreeWatch::new(tree.id());
+        let before = watch.usage();
+        let _ = tree.kill();
+        let _ = tree.wait();
+        let after = watch.usage();
+        assert!(
+            after.rss_bytes < before.rss_bytes,
+            "{after:?} vs {before:?}"
+        );
     }
 }
