@@ -101,8 +101,8 @@ impl LimitGuard {
     }
 
     /// A limit the host is over now, if any: the cgroup's own counters first, then the
-    /// supervisor's view of the host's process tree.
-    fn exceeded(&mut self) -> Option<(Layer, String)> {
+    /// supervisor's view of the host's process tree, walked afresh when `fresh`.
+    fn exceeded(&mut self, fresh: bool) -> Option<(Layer, String)> {
         if let Some(cgroup) = &self.cgroup {
             if cgroup.oom_kills() > 0 {
                 return Some((Layer::Memory, "the memory cgroup's OOM killer fired".into()));
@@ -117,7 +117,11 @@ impl LimitGuard {
         if self.watchdog.memory_bytes.is_none() && self.watchdog.pids.is_none() {
             return None;
         }
-        let usage = self.tree.usage();
+        let usage = if fresh {
+            self.tree.usage_now()
+        } else {
+            self.tree.usage()
+        };
         // Processes first: a fork bomb of Node processes also adds up to a lot of memory.
         if let Some(max) = self.watchdog.pids
             && usage.tasks >= max
@@ -652,7 +656,7 @@ impl Job {
         loop {
             let events = &mut host.connection.as_mut().expect("connected").1.messages;
             let over = tokio::select! {
-                _ = limit_tick.tick(), if ticking => host.limits.exceeded(),
+                _ = limit_tick.tick(), if ticking => host.limits.exceeded(false),
                 status = host.process.child.wait() => {
                     let reason = exited(&mut host, status.ok()).await;
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -666,14 +670,15 @@ impl Job {
                     }
                     if !ticking && host.limits.cgroup.is_some() && last_check.elapsed() >= CGROUP_CHECK {
                         last_check = Instant::now();
-                        host.limits.exceeded()
+                        host.limits.exceeded(false)
                     } else {
                         None
                     }
                 }
                 () = &mut deadline => {
-                    // A host at its process limit often hangs rather than dies: name the limit.
-                    let over = host.limits.exceeded();
+                    // A host at its process limit often hangs rather than dies: name the limit,
+                    // from a fresh look at its tree (the last walk may be two seconds old).
+                    let over = host.limits.exceeded(true);
                     if over.is_none() {
                         let reason = Reason::Hung { silent_for: last_beat.elapsed() };
                         return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -1060,7 +1065,8 @@ const CGROUP_CHECK: Duration = Duration::from_secs(1);
 async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
     use std::os::unix::process::ExitStatusExt;
     let output = host.process.final_output().await;
-    if let Some((limit, detail)) = host.limits.exceeded() {
+    // The last walk, not a fresh one: the tree is gone with its root.
+    if let Some((limit, detail)) = host.limits.exceeded(false) {
         return Reason::LimitExceeded {
             limit,
             detail,

@@ -58,56 +58,87 @@ pub struct Usage {
 }
 
 /// Watches a host's process tree through `/proc`, cheaply enough to check a hundred hosts ten
-/// times a second: the tree is walked again only every [`TreeWatch::REWALK`] checks, and in
-/// between each known process's memory is read with one `pread` on a file kept open. A process
-/// that appears between two walks is counted from the next walk on; one that exits reads as
-/// gone (its open file never points at a reused pid).
+/// times a second: a tree that stays the same is walked again only every [`TreeWatch::REWALK`]
+/// checks, and in between each known process's memory is read with one `pread` on a file kept
+/// open. A tree that changed at its last walk is walked at every check until it settles, so a
+/// growing tree is counted within a tick. A process that appears between two walks is counted
+/// from the next walk on; one that exits reads as gone (its open file never points at a reused
+/// pid).
 #[derive(Debug)]
 pub struct TreeWatch {
     root: u32,
+    /// The processes of the last walk, sorted.
+    pids: Vec<u32>,
     /// Per known process, its `statm` (resident pages): cheap for the kernel to produce, unlike
     /// `stat` or `status`, which gather every field on each read.
     procs: Vec<std::fs::File>,
     /// Processes and threads at the last walk. The kernel enforces the process limit itself
     /// (`RLIMIT_NPROC` in the host's user namespace); this count is the watchdog's backstop.
     tasks: u64,
-    checks: u32,
+    /// Checks left before the next walk.
+    until_walk: u32,
 }
 
 impl TreeWatch {
-    /// Checks between two walks of the tree (two seconds at the supervisor's 100 ms ticks).
+    /// Checks between two walks of a settled tree (two seconds at the supervisor's 100 ms
+    /// ticks).
     pub const REWALK: u32 = 20;
+
+    /// The most processes a walk lists; a bigger tree counts as at least this many tasks.
+    const MAX_WALK: usize = 65_536;
 
     /// Watches `root` and everything below it.
     #[must_use]
     pub fn new(root: u32) -> Self {
         Self {
             root,
+            pids: Vec::new(),
             procs: Vec::new(),
             tasks: 0,
-            checks: 0,
+            until_walk: 0,
         }
     }
 
-    /// What the tree uses now.
+    /// What the tree uses now, walking it first if it is due.
     pub fn usage(&mut self) -> Usage {
-        use std::os::unix::fs::{FileExt, MetadataExt};
-        if self.checks % Self::REWALK == 0 {
-            let pids = tree_pids(self.root, 65_536).unwrap_or_default();
-            // A task directory's link count is its thread count plus two.
-            self.tasks = pids
-                .iter()
-                .map(|pid| {
-                    std::fs::metadata(format!("/proc/{pid}/task"))
-                        .map_or(0, |m| m.nlink().saturating_sub(2))
-                })
-                .sum();
-            self.procs = pids
-                .iter()
-                .filter_map(|pid| std::fs::File::open(format!("/proc/{pid}/statm")).ok())
-                .collect();
+        if self.until_walk == 0 {
+            self.walk();
         }
-        self.checks = self.checks.wrapping_add(1);
+        self.until_walk -= 1;
+        self.read_memory()
+    }
+
+    /// What the tree uses now, from a fresh walk: for a decision that cannot wait for the next
+    /// scheduled one.
+    pub fn usage_now(&mut self) -> Usage {
+        self.walk();
+        self.until_walk -= 1;
+        self.read_memory()
+    }
+
+    fn walk(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        // A tree over the cap is cut there: its count is at least the cap, never zero.
+        let (mut pids, _complete) = walk_tree(self.root, Self::MAX_WALK);
+        pids.sort_unstable();
+        // A task directory's link count is its thread count plus two.
+        self.tasks = pids
+            .iter()
+            .map(|pid| {
+                std::fs::metadata(format!("/proc/{pid}/task"))
+                    .map_or(0, |m| m.nlink().saturating_sub(2))
+            })
+            .sum();
+        self.procs = pids
+            .iter()
+            .filter_map(|pid| std::fs::File::open(format!("/proc/{pid}/statm")).ok())
+            .collect();
+        self.until_walk = if pids == self.pids { Self::REWALK } else { 1 };
+        self.pids = pids;
+    }
+
+    fn read_memory(&self) -> Usage {
+        use std::os::unix::fs::FileExt;
         let page = page_size();
         let mut usage = Usage {
             rss_bytes: 0,
@@ -140,6 +171,12 @@ fn parse_statm(line: &[u8]) -> Option<u64> {
 /// are more than `max`.
 #[must_use]
 pub fn tree_pids(root: u32, max: usize) -> Option<Vec<u32>> {
+    let (pids, complete) = walk_tree(root, max);
+    complete.then_some(pids)
+}
+
+/// `root` and the processes below it, at most `max` of them, and whether that was all.
+fn walk_tree(root: u32, max: usize) -> (Vec<u32>, bool) {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut stack = vec![root];
@@ -151,7 +188,7 @@ pub fn tree_pids(root: u32, max: usize) -> Option<Vec<u32>> {
             continue;
         };
         if out.len() == max {
-            return None;
+            return (out, false);
         }
         out.push(pid);
         for task in tasks.flatten() {
@@ -164,7 +201,7 @@ pub fn tree_pids(root: u32, max: usize) -> Option<Vec<u32>> {
             }
         }
     }
-    Some(out)
+    (out, true)
 }
 
 fn page_size() -> u64 {
@@ -210,6 +247,44 @@ mod tests {
         assert!(usage.rss_bytes > 0, "{usage:?}");
         // A pid that does not exist uses nothing.
         assert_eq!(TreeWatch::new(u32::MAX - 1).usage(), Usage::default());
+    }
+
+    #[test]
+    fn a_settled_tree_is_rewalked_on_demand_and_a_changed_one_at_the_next_check() {
+        use std::io::Write;
+        let mut tree = std::process::Command::new("sh")
+            .args(["-c", "read go; sleep 3 & sleep 3 & wait"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut watch = TreeWatch::new(tree.id());
+        assert_eq!(watch.usage().tasks, 1);
+        assert_eq!(watch.usage().tasks, 1); // the same tree twice: settled
+        writeln!(tree.stdin.as_mut().unwrap(), "go").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while tree_pids(tree.id(), 100).unwrap_or_default().len() < 3
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stale = watch.usage();
+        let fresh = watch.usage_now();
+        // It changed at that walk, so the next check walks again.
+        let next = watch.usage();
+        let _ = tree.kill();
+        let _ = tree.wait();
+        assert_eq!(stale.tasks, 1, "a settled tree waits for its walk");
+        assert_eq!(fresh.tasks, 3, "{fresh:?}");
+        assert_eq!(next.tasks, 3, "{next:?}");
+    }
+
+    #[test]
+    fn a_tree_over_the_walk_cap_counts_the_cap() {
+        let mut tree = three_processes();
+        let (pids, complete) = walk_tree(tree.id(), 2);
+        let _ = tree.kill();
+        let _ = tree.wait();
+        assert_eq!((pids.len(), complete), (2, false));
     }
 
     #[test]
