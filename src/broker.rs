@@ -351,6 +351,19 @@ impl Broker {
         let permissions = served.permissions.read().expect("permissions").clone();
         Some(permissions)
     }
+
+    /// The directories `extension`'s sandbox may let it read and write directly under its
+    /// current permissions (see [`crate::sandbox::direct_view`]), for
+    /// [`crate::sandbox::SandboxSpec`]'s `read` and `write`. `None` for an extension not
+    /// served.
+    #[must_use]
+    pub fn direct_view(&self, extension: &str) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+        let permissions = self.permissions(extension)?;
+        Some(crate::sandbox::direct_view(
+            &permissions,
+            &self.inner.workspace,
+        ))
+    }
 }
 
 impl RequestHandler for Broker {

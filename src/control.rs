@@ -42,6 +42,24 @@ pub struct HostView {
     pub sandbox: Option<crate::sandbox::EnforcementReport>,
 }
 
+/// The reply to `reload-grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadReply {
+    /// Hosts restarted because their grants changed what their sandbox lets them reach.
+    pub restarted: Vec<RestartedHost>,
+}
+
+/// A host `reload-grants` restarted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartedHost {
+    /// The extension id.
+    pub id: String,
+    /// Why it did not run again, if it did not.
+    pub error: Option<String>,
+}
+
 impl HostView {
     /// A snapshot of `host`.
     #[must_use]
@@ -161,10 +179,23 @@ impl RequestHandler for ControlHandler {
                             "this supervisor has no permission broker",
                         )
                     })?;
-                    broker.reload().await.map_err(|err| {
+                    let reloaded = broker.reload().await;
+                    // Even after an invalid grant: that extension now has nothing, and its
+                    // sandbox must not keep what it had.
+                    let restarted = manager
+                        .apply_direct_views(&broker)
+                        .await
+                        .into_iter()
+                        .map(|(id, started)| RestartedHost {
+                            id,
+                            error: started.err().map(|err| err.to_string()),
+                        })
+                        .collect();
+                    reloaded.map_err(|err| {
                         ErrorObject::new(ErrorCode::InvalidParams, format!("{err}: {}", err.source))
                     })?;
-                    Ok(crate::ipc::message::raw_null())
+                    to_raw(&ReloadReply { restarted })
+                        .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))
                 }
                 other => Err(ErrorObject::new(
                     ErrorCode::MethodNotFound,

@@ -251,9 +251,11 @@ fn grant_revoke_and_deny_apply_to_a_running_supervisor() {
         .unwrap();
     let sup = Supervisor { child, dir };
     sup.wait_running(1);
-    let read = |path: &str| {
+    // Through the broker (`api.read`), and directly with Node's `fs` (`api.readDirect`), which
+    // only the sandbox's view of the workspace decides.
+    let call = |command: &str, path: &str| {
         let args = serde_json::json!([ws.path().join(path).to_str().unwrap()]).to_string();
-        let out = sup.cli(&["exec", "test.api-client", "api.read", &args]);
+        let out = sup.cli(&["exec", "test.api-client", command, &args]);
         assert!(
             out.status.success(),
             "{}",
@@ -261,34 +263,76 @@ fn grant_revoke_and_deny_apply_to_a_running_supervisor() {
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
+    let read = |path: &str| call("api.read", path);
+    let read_direct = |path: &str| call("api.readDirect", path);
+    let restarted = "restarted test.api-client so its sandbox matches its grants";
     assert_eq!(read("src/a.txt")["code"], "PermissionDenied");
+    let direct = read_direct("src/a.txt");
+    assert!(
+        direct["ok"].is_null() && direct["code"].is_string(),
+        "{direct}"
+    );
 
     let out = grant_cli(&sup, "grant", "fileSystem.read");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("the running supervisor applied it"),
+        out.status.success()
+            && stdout.contains("the running supervisor applied it")
+            && stdout.contains(restarted),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(read("src/a.txt")["ok"], "granted text");
     assert_eq!(read("src/private/key")["ok"], "private");
+    // The restarted host sees the granted folder directly.
+    assert_eq!(read_direct("src/a.txt")["ok"], "granted text");
 
+    // A scoped deny cannot be carved out of an OS view, so the direct view goes entirely and
+    // reads go through the broker, which applies the deny.
     let out = grant_cli(&sup, "deny", "fileSystem.read:src/private/**");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
-        "{}",
+        out.status.success() && stdout.contains(restarted),
+        "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(read("src/private/key")["code"], "PermissionDenied");
+    let direct = read_direct("src/private/key");
+    assert!(
+        direct["ok"].is_null() && direct["code"].is_string(),
+        "{direct}"
+    );
     assert_eq!(read("src/a.txt")["ok"], "granted text");
 
-    let out = grant_cli(&sup, "revoke", "fileSystem.read");
+    // Granting the denied scope drops the deny (a scope narrower than the manifest's grants
+    // nothing by itself), and the direct view comes back.
+    let out = grant_cli(&sup, "grant", "fileSystem.read:src/private/**");
     assert!(
-        out.status.success(),
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(restarted),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(read_direct("src/a.txt")["ok"], "granted text");
+
+    // Revoking takes the direct view away too.
+    let out = grant_cli(&sup, "revoke", "fileSystem.read");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(restarted),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(read("src/a.txt")["code"], "PermissionDenied");
+    let direct = read_direct("src/a.txt");
+    assert!(
+        direct["ok"].is_null() && direct["code"].is_string(),
+        "{direct}"
+    );
+    let direct = read_direct("src/private/key");
+    assert!(
+        direct["ok"].is_null() && direct["code"].is_string(),
+        "{direct}"
+    );
 
     let grants = std::fs::read_to_string(sup.dir.path().join("grants.toml")).unwrap();
     assert!(

@@ -610,3 +610,72 @@ async fn every_host_process_is_in_its_cgroup() {
     assert!(!own.contains(&leaf), "{own}");
     host.stop().await;
 }
+
+/// A new direct view reaches a running host only through a restart (the OS layers cannot be
+/// narrowed under a live process); a stopped host takes it at its next start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
+    use dscode_extension_host::lifecycle::{StopOutcome, ViewChange};
+    let env = Env::new();
+    let workspace = tempfile::tempdir().unwrap();
+    let src = workspace.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "direct").unwrap();
+    let file = src.join("a.txt").to_str().unwrap().to_owned();
+    let host = HostHandle::spawn(
+        env.spec(&fixture("api-client"), fast()),
+        Arc::new(dscode_extension_host::ipc::NoMethods),
+    );
+    let read_direct = || async {
+        let args = raw(&json!([file]).to_string());
+        json(&host.execute_command("api.readDirect", &args).await.unwrap())
+    };
+
+    assert_eq!(
+        host.set_direct_view(Vec::new(), Vec::new()).await,
+        ViewChange::Unchanged
+    );
+    assert_eq!(
+        host.set_direct_view(vec![src.clone()], Vec::new()).await,
+        ViewChange::Updated
+    );
+    assert_eq!(host.state(), S::Stopped, "a stopped host is not started");
+    host.start().await.unwrap();
+    assert_eq!(read_direct().await["ok"], "direct");
+    let first_pid = host.status().pid.unwrap();
+
+    let mut events = host.subscribe();
+    assert_eq!(
+        host.set_direct_view(Vec::new(), Vec::new()).await,
+        ViewChange::Restarting
+    );
+    host.start().await.unwrap();
+    let seen = common::until_state(&mut events, S::Running).await;
+    let path: Vec<_> = seen.iter().map(|c| c.to).collect();
+    assert_eq!(path, [S::Stopping, S::Stopped, S::Starting, S::Running]);
+    assert!(
+        matches!(&seen[0].reason, Reason::ViewChanged { read, write } if read.is_empty() && write.is_empty()),
+        "{seen:#?}"
+    );
+    assert!(
+        matches!(
+            seen[1].reason,
+            Reason::Stopped {
+                how: StopOutcome::Graceful
+            }
+        ),
+        "{seen:#?}"
+    );
+    assert!(
+        matches!(seen[2].reason, Reason::ViewChanged { .. }),
+        "{seen:#?}"
+    );
+    assert_ne!(host.status().pid, Some(first_pid));
+    assert_eq!(host.status().restarts, 0, "a new view is not a failure");
+    let denied = read_direct().await;
+    assert!(
+        denied["ok"].is_null() && denied["code"].is_string(),
+        "{denied}"
+    );
+    host.stop().await;
+}

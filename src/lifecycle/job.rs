@@ -49,6 +49,19 @@ pub struct HostStatus {
     pub(crate) connection: Option<Connection>,
 }
 
+/// What [`crate::lifecycle::HostHandle::set_direct_view`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewChange {
+    /// The host already had this view.
+    Unchanged,
+    /// No process has the old view (the host is stopped, crashed or about to restart): the
+    /// next start uses the new one.
+    Updated,
+    /// A live process had the old view: it is being stopped and started again
+    /// ([`Reason::ViewChanged`]). `start()` waits for the new one.
+    Restarting,
+}
+
 /// Why `start()` did not reach Running.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -79,7 +92,12 @@ pub(crate) enum Control {
     Start(oneshot::Sender<Result<(), StartError>>),
     Stop(oneshot::Sender<()>),
     Subscribe(mpsc::UnboundedSender<StateChange>),
+    /// A new direct filesystem view for the sandbox: `(read, write)`.
+    SetView(DirectView, oneshot::Sender<ViewChange>),
 }
+
+/// Directories the host may read and write directly, as in [`crate::sandbox::SandboxSpec`].
+pub(crate) type DirectView = (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>);
 
 /// A running process and, once the handshake is done, its connection.
 struct LiveHost {
@@ -156,6 +174,8 @@ enum Step {
     Run(LiveHost),
     Fail(Failure, Option<LiveHost>),
     Stop(Option<LiveHost>),
+    /// Stop and start again, for a new sandbox view.
+    Relaunch(Option<LiveHost>),
 }
 
 struct Failure {
@@ -177,6 +197,17 @@ impl Failure {
 /// What happened while waiting for something else.
 enum Interrupt {
     Stop,
+    /// The sandbox view changed under a live host.
+    Relaunch,
+}
+
+impl Interrupt {
+    fn step(self, host: Option<LiveHost>) -> Step {
+        match self {
+            Self::Stop => Step::Stop(host),
+            Self::Relaunch => Step::Relaunch(host),
+        }
+    }
 }
 
 pub(crate) struct Job {
@@ -241,6 +272,7 @@ impl Job {
                     self.stop(host).await;
                     Step::Idle
                 }
+                Step::Relaunch(host) => self.relaunch(host).await,
             };
         }
         for waiter in self.start_waiters.drain(..) {
@@ -266,7 +298,28 @@ impl Job {
                 self.subscribers.push(subscriber);
                 Step::Idle
             }
+            Control::SetView(view, reply) => {
+                let change = if self.set_view(view) {
+                    ViewChange::Updated
+                } else {
+                    ViewChange::Unchanged
+                };
+                let _ = reply.send(change);
+                Step::Idle
+            }
         }
+    }
+
+    /// Replaces the sandbox's direct view for the next start; whether it changed.
+    fn set_view(&mut self, (read, write): DirectView) -> bool {
+        if self.spec.sandbox.read == read && self.spec.sandbox.write == write {
+            return false;
+        }
+        let mut spec = HostSpec::clone(&self.spec);
+        spec.sandbox.read = read;
+        spec.sandbox.write = write;
+        self.spec = Arc::new(spec);
+        true
     }
 
     /// Handles a control message that arrives while the job is busy. Returns an interrupt for a
@@ -289,6 +342,24 @@ impl Job {
             Some(Control::Subscribe(subscriber)) => {
                 self.subscribers.push(subscriber);
                 None
+            }
+            Some(Control::SetView(view, reply)) => {
+                if !self.set_view(view) {
+                    let _ = reply.send(ViewChange::Unchanged);
+                    return None;
+                }
+                // A process started with the old view still has it: only a new one gets the new.
+                // In backoff or while failing, the next launch picks the new view up anyway.
+                let live = matches!(
+                    self.state(),
+                    ExtensionHostState::Starting | ExtensionHostState::Running
+                );
+                let _ = reply.send(if live {
+                    ViewChange::Restarting
+                } else {
+                    ViewChange::Updated
+                });
+                live.then_some(Interrupt::Relaunch)
             }
         }
     }
@@ -525,7 +596,7 @@ impl Job {
             limits,
         };
         match handshake {
-            Err(Interrupt::Stop) => return Step::Stop(Some(host)),
+            Err(interrupt) => return interrupt.step(Some(host)),
             Ok(Err(HandshakeOutcome::Exited(status))) => {
                 return Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host));
             }
@@ -546,7 +617,7 @@ impl Job {
                 .interruptible(tokio::time::timeout(ATTACH_TIMEOUT, &mut attach.task))
                 .await;
             let attached = match waited {
-                Err(Interrupt::Stop) => return Step::Stop(Some(host)),
+                Err(interrupt) => return interrupt.step(Some(host)),
                 Ok(Err(_)) => Err(format!(
                     "moving it took longer than {} ms",
                     ATTACH_TIMEOUT.as_millis()
@@ -594,7 +665,7 @@ impl Job {
         };
         host.connection = Some((connection, events));
         match activation {
-            Err(Interrupt::Stop) => Step::Stop(Some(host)),
+            Err(interrupt) => interrupt.step(Some(host)),
             Ok(Err(Ok(status))) => {
                 Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host))
             }
@@ -700,8 +771,8 @@ impl Job {
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
                 }
                 control = self.control.recv() => {
-                    if self.busy_control(control).is_some() {
-                        return Step::Stop(Some(host));
+                    if let Some(interrupt) = self.busy_control(control) {
+                        return interrupt.step(Some(host));
                     }
                     None
                 }
@@ -809,7 +880,7 @@ impl Job {
                         self.set(Trigger::BackoffElapsed, Reason::RestartAttempt { attempt });
                         Step::Launch
                     }
-                    Err(Interrupt::Stop) => Step::Stop(None),
+                    Err(interrupt) => interrupt.step(None),
                 }
             }
             Decision::GiveUp { restarts } => {
@@ -846,6 +917,26 @@ impl Job {
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(());
         }
+    }
+
+    /// Stops the host as a stop would, then starts it again with the current spec. Callers
+    /// waiting for a start keep waiting for the new one.
+    async fn relaunch(&mut self, host: Option<LiveHost>) -> Step {
+        let reason = Reason::ViewChanged {
+            read: self.spec.sandbox.read.clone(),
+            write: self.spec.sandbox.write.clone(),
+        };
+        tracing::info!(extension = %self.spec.id, "{reason}; restarting the host");
+        self.set(Trigger::Stop, reason.clone());
+        let how = match host {
+            Some(host) => self.terminate(host).await,
+            None => StopOutcome::NotRunning,
+        };
+        self.set(Trigger::Exited, Reason::Stopped { how });
+        // Not a failure: a fresh start, as `start()` would make it.
+        self.budget.reset();
+        self.set(Trigger::Start, reason);
+        Step::Launch
     }
 
     /// Shutdown message, then SIGTERM, then SIGKILL, each after its grace period.

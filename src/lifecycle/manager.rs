@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::job::{Control, HostStatus, Job, StartError};
+use super::job::{Control, HostStatus, Job, StartError, ViewChange};
 use super::options::HostSpec;
 use super::state::{ExtensionHostState, StateChange};
 use crate::broker::DenyAll;
@@ -82,6 +82,26 @@ impl HostHandle {
         if self.control.send(Control::Stop(tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// Sets the directories the host's sandbox lets it read and write directly (the OS-level
+    /// view beside the broker's checks), usually after its grants changed. A sandbox cannot be
+    /// narrowed under a running process, so a live host is stopped and started again with the
+    /// new view; otherwise the view applies at the next start.
+    pub async fn set_direct_view(
+        &self,
+        read: Vec<std::path::PathBuf>,
+        write: Vec<std::path::PathBuf>,
+    ) -> ViewChange {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::SetView((read, write), tx))
+            .is_err()
+        {
+            return ViewChange::Unchanged;
+        }
+        rx.await.unwrap_or(ViewChange::Unchanged)
     }
 
     /// The current status.
@@ -303,6 +323,30 @@ impl ExtensionHostManager {
             .iter()
             .map(|host| async move { (host.id().to_owned(), host.start().await) });
         futures_util::future::join_all(starts).await
+    }
+
+    /// Gives every host the direct view its current grants allow (after
+    /// [`crate::broker::Broker::reload`]), restarting the live hosts whose view changed, and
+    /// waits until those run again. Hosts `broker` does not serve are left alone. Returns the
+    /// restarted hosts with the outcome of their start.
+    pub async fn apply_direct_views(
+        &self,
+        broker: &crate::broker::Broker,
+    ) -> Vec<(String, Result<(), StartError>)> {
+        let hosts = self.hosts();
+        let updates = hosts.iter().map(|host| async move {
+            // A host the broker does not serve keeps the view its embedder gave it.
+            let (read, write) = broker.direct_view(host.id())?;
+            match host.set_direct_view(read, write).await {
+                ViewChange::Restarting => Some((host.id().to_owned(), host.start().await)),
+                ViewChange::Unchanged | ViewChange::Updated => None,
+            }
+        });
+        futures_util::future::join_all(updates)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Stops every host concurrently.

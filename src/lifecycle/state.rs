@@ -207,6 +207,14 @@ pub enum Reason {
         /// What is missing and what to do about it.
         message: String,
     },
+    /// The host's grants changed what its sandbox lets it reach directly, so it is stopped and
+    /// started again with this view (a running sandbox cannot be narrowed in place).
+    ViewChanged {
+        /// Directories it may now read directly.
+        read: Vec<std::path::PathBuf>,
+        /// Directories it may now write directly.
+        write: Vec<std::path::PathBuf>,
+    },
     /// The host is gone after a stop.
     Stopped {
         /// How it ended.
@@ -266,6 +274,12 @@ impl fmt::Display for Reason {
                 write!(f, "killed for exceeding its {limit} limit: {detail}")
             }
             Self::SandboxUnavailable { message } => f.write_str(message),
+            Self::ViewChanged { read, write } => write!(
+                f,
+                "grants changed its sandbox: {} folder(s) readable, {} writable",
+                read.len(),
+                write.len()
+            ),
             Self::Stopped { how } => f.write_str(match how {
                 StopOutcome::NotRunning => "no process was running",
                 StopOutcome::Graceful => "deactivated and exited",

@@ -68,11 +68,8 @@ pub async fn run() -> anyhow::Result<()> {
     for name in ["hello", "word-count"] {
         let mut spec = node.host_spec(&examples.join(name), options.clone())?;
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
-        if let Some(permissions) = broker.permissions(&spec.id) {
-            (spec.sandbox.read, spec.sandbox.write) = dscode_extension_host::sandbox::direct_view(
-                &permissions,
-                std::slice::from_ref(&workspace),
-            );
+        if let Some(view) = broker.direct_view(&spec.id) {
+            (spec.sandbox.read, spec.sandbox.write) = view;
         }
         manager.add(spec)?;
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use dscode_extension_host::config::Config;
+use dscode_extension_host::control::ReloadReply;
 use dscode_extension_host::ipc::{IpcManager, NoMethods, RetryPolicy};
 use dscode_extension_host::permissions::{GrantsFile, PermissionRequest};
 use dscode_extension_host::runtime::NodeRuntime;
@@ -86,7 +87,21 @@ async fn reload(socket: Option<std::path::PathBuf>, config: &Config) {
     });
     match client.connect(&socket, Arc::new(NoMethods)).await {
         Ok((connection, _)) => match connection.request("reload-grants", None).await {
-            Ok(_) => println!("the running supervisor applied it"),
+            Ok(reply) => {
+                println!("the running supervisor applied it");
+                let reply: ReloadReply = serde_json::from_str(reply.get()).unwrap_or(ReloadReply {
+                    restarted: Vec::new(),
+                });
+                for host in reply.restarted {
+                    match host.error {
+                        None => println!("restarted {} so its sandbox matches its grants", host.id),
+                        Some(err) => eprintln!(
+                            "warning: {} was restarted for its new grants but did not run again: {err}",
+                            host.id
+                        ),
+                    }
+                }
+            }
             Err(err) => eprintln!("warning: the running supervisor did not apply it: {err}"),
         },
         Err(_) => println!(

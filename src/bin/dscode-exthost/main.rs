@@ -229,14 +229,12 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
             None
         }
     };
-    let workspace = config.workspace();
     for mut spec in config.host_specs(&node)? {
         spec.secret_storage.clone_from(&secrets);
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
         // What the grants allow is also what the host sees of the workspace directly.
-        if let Some(permissions) = broker.permissions(&spec.id) {
-            (spec.sandbox.read, spec.sandbox.write) =
-                dscode_extension_host::sandbox::direct_view(&permissions, &workspace);
+        if let Some(view) = broker.direct_view(&spec.id) {
+            (spec.sandbox.read, spec.sandbox.write) = view;
         }
         manager.add(spec)?;
     }
