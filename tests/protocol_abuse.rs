@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Env, example, fast, json, raw, repo, until_state};
 use dscode_extension_host::broker::DenyAll;
@@ -158,4 +159,107 @@ async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
         .await
         .expect("stop() must finish");
     assert_eq!(deaf.state(), S::Stopped);
+}
+
+/// Answers every request with 64 KiB of text, counting the requests it was given.
+struct BigAnswers(Arc<std::sync::atomic::AtomicUsize>);
+
+impl dscode_extension_host::ipc::RequestHandler for BigAnswers {
+    fn handle(
+        &self,
+        _request: dscode_extension_host::ipc::IncomingRequest,
+    ) -> dscode_extension_host::ipc::HandlerFuture {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async { Ok(raw(&format!("\"{}\"", "x".repeat(64 * 1024)))) })
+    }
+}
+
+/// A peer that sends requests and never reads the answers holds at most the queue's byte budget
+/// of the supervisor's memory: the supervisor stops taking its requests instead of running
+/// them all and keeping every answer. Once the peer reads again, every request is answered.
+#[tokio::test]
+async fn a_peer_that_never_reads_holds_at_most_the_queue_budget() {
+    use dscode_extension_host::ipc::{Connection, ConnectionConfig};
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const REQUESTS: usize = 2000; // 125 MiB of answers if all were kept
+    const BUDGET: usize = 1024 * 1024;
+    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let config = ConnectionConfig {
+        max_queued_bytes: BUDGET,
+        ..ConnectionConfig::default()
+    };
+    let (connection, _events) = Connection::new(
+        ours,
+        "deaf peer",
+        config,
+        Arc::new(BigAnswers(Arc::clone(&handled))),
+    );
+    let theirs = theirs.into_std().unwrap();
+    theirs.set_nonblocking(false).unwrap();
+    let mut writer = theirs.try_clone().unwrap();
+    // The writes block once the supervisor stops reading: a thread of their own.
+    let sender = std::thread::spawn(move || {
+        for id in 1..=REQUESTS {
+            let body = format!(r#"{{"id":{id},"type":"request","payload":{{"method":"big"}}}}"#);
+            let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+            frame.extend_from_slice(body.as_bytes());
+            writer.write_all(&frame).unwrap();
+        }
+    });
+
+    // Let the flood run until the supervisor's side settles.
+    let mut last = (usize::MAX, usize::MAX);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = (handled.load(Ordering::SeqCst), connection.queued_bytes());
+        assert!(
+            now.1 <= BUDGET,
+            "{} bytes queued over a {BUDGET} budget",
+            now.1
+        );
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let (taken, queued) = last;
+    assert!(
+        queued > BUDGET / 2,
+        "the queue never filled: {queued} bytes"
+    );
+    assert!(
+        taken < REQUESTS / 2,
+        "the supervisor kept taking requests from a peer that reads nothing: {taken}"
+    );
+
+    // Positive control: reading again, the peer gets an answer to every request.
+    let mut reader = theirs;
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut ids = std::collections::BTreeSet::new();
+        while ids.len() < REQUESTS {
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len).unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            reader.read_exact(&mut body).unwrap();
+            let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                reply["payload"]["result"].as_str().map(str::len),
+                Some(64 * 1024),
+                "{reply:.200}"
+            );
+            ids.insert(reply["id"].as_u64().unwrap());
+        }
+        ids
+    });
+    let ids = tokio::time::timeout(Duration::from_secs(60), answers)
+        .await
+        .expect("every answer within a minute")
+        .unwrap();
+    sender.join().unwrap();
+    assert_eq!(ids.len(), REQUESTS);
+    assert_eq!(handled.load(Ordering::SeqCst), REQUESTS);
+    drop(connection);
 }

@@ -4,7 +4,10 @@
 //! completes our pending requests, runs each incoming request in a task of its own (so a slow
 //! handler never holds up the next request), routes cancels, and hands notifications and
 //! heartbeats to the owner through [`Events`]. The *writer* drains a queue of encoded frames,
-//! batching small ones into one write. Callers hold cheap [`Connection`] clones.
+//! batching small ones into one write. The queue is bounded in bytes
+//! ([`ConnectionConfig::max_queued_bytes`]): senders wait for room, and the reader takes no new
+//! request while it is full, so a peer that stops reading slows itself down instead of growing
+//! our memory. Callers hold cheap [`Connection`] clones.
 //!
 //! The table of pending requests sits behind a `std::sync::Mutex` that is only held to insert or
 //! remove one entry and never across an `.await`; the alternative, routing every registration
@@ -24,12 +27,15 @@ use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{DEFAULT_MAX_FRAME, EncodeError, FrameError, MessageCodec, encode_message};
 use super::message::{ErrorCode, ErrorObject, MAX_REQUEST_ID, Message, RequestId};
+
+/// The default of [`ConnectionConfig::max_queued_bytes`].
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
 
 /// Tunables of one connection.
 #[derive(Debug, Clone)]
@@ -44,6 +50,10 @@ pub struct ConnectionConfig {
     pub max_bad_frames: u32,
     /// Notifications buffered for the owner before further ones are dropped.
     pub event_buffer: usize,
+    /// Bytes of encoded frames waiting for the peer to read them, at most. When the queue is
+    /// full, senders wait and the reader stops taking new requests, so a peer that stops
+    /// reading its answers cannot grow our memory (a frame larger than this goes out alone).
+    pub max_queued_bytes: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -54,6 +64,7 @@ impl Default for ConnectionConfig {
             max_incoming: 4096,
             max_bad_frames: 32,
             event_buffer: 1024,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
     }
 }
@@ -207,7 +218,7 @@ struct Shared {
     config: ConnectionConfig,
     next_id: AtomicU64,
     pending: Pending,
-    outbound: mpsc::Sender<Bytes>,
+    outbound: Outbox,
     closed: CancellationToken,
     close_reason: OnceLock<CloseReason>,
 }
@@ -261,12 +272,21 @@ impl Shared {
         }
     }
 
+    /// Waits until the outbound queue has room: the reader's backpressure on a peer that sends
+    /// requests without reading the answers.
+    async fn room(&self) {
+        tokio::select! {
+            () = self.outbound.room() => {}
+            () = self.closed.cancelled() => {}
+        }
+    }
+
     /// Queues a frame only if there is room; for `Drop`, which cannot wait. Used for cancels,
     /// whose loss costs the peer some wasted work and nothing else.
     fn try_queue(&self, message: &Message) {
         match self.encode(message) {
             Ok(frame) => {
-                if self.outbound.try_send(frame).is_err() && !self.closed.is_cancelled() {
+                if !self.outbound.try_send(frame) && !self.closed.is_cancelled() {
                     tracing::debug!(peer = %self.peer, kind = message.type_name(), "outbound queue full; cancel not sent");
                 }
             }
@@ -355,7 +375,7 @@ impl Connection {
         config: ConnectionConfig,
         handler: Arc<dyn RequestHandler>,
     ) -> (Self, Events) {
-        let (outbound, outbound_rx) = mpsc::channel(1024);
+        let (outbound, outbound_rx) = Outbox::new(config.max_queued_bytes);
         let (event_tx, event_rx) = mpsc::channel(config.event_buffer.max(1));
         let (heartbeat_tx, heartbeat_rx) = watch::channel(0);
         let closed = CancellationToken::new();
@@ -455,7 +475,7 @@ impl Connection {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let answer = async {
-            if shared.outbound.send(frame).await.is_err() {
+            if !shared.outbound.send(frame).await {
                 return Err(RequestError::Closed(shared.reason()));
             }
             match rx.await {
@@ -503,11 +523,17 @@ impl Connection {
     /// See [`SendError`].
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
         let frame = self.shared.encode(message)?;
-        self.shared
-            .outbound
-            .send(frame)
-            .await
-            .map_err(|_| SendError::Closed(self.shared.reason()))
+        if self.shared.outbound.send(frame).await {
+            Ok(())
+        } else {
+            Err(SendError::Closed(self.shared.reason()))
+        }
+    }
+
+    /// Bytes of frames queued for the peer and not yet written to the socket.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.outbound.queued_bytes()
     }
 
     /// How many of our requests are waiting for an answer.
@@ -598,7 +624,12 @@ impl Reader {
 
     async fn dispatch(&mut self, message: Message) -> Result<(), CloseReason> {
         match message {
-            Message::Request { id, method, params } => self.start_request(id, method, params).await,
+            Message::Request { id, method, params } => {
+                // Every request ends in a reply: take no new one while the replies already
+                // queued are not being read.
+                self.shared.room().await;
+                self.start_request(id, method, params).await;
+            }
             Message::Response { id, outcome } => {
                 let waiter = self
                     .shared
@@ -732,42 +763,119 @@ pub const MAX_METHOD_LEN: usize = 256;
 /// Frames below this size are copied into one batch so a burst costs one `write` call.
 const BATCH_LIMIT: usize = 64 * 1024;
 
+/// What a queued frame costs of [`ConnectionConfig::max_queued_bytes`] beyond its length: the
+/// bookkeeping around it, so a flood of tiny frames is bounded too.
+const FRAME_OVERHEAD: usize = 64;
+
+/// A frame waiting for the writer, holding its share of the byte budget until it is written.
+struct Queued {
+    frame: Bytes,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The writer's queue, bounded in bytes rather than in frames: a thousand 1 MiB replies and a
+/// thousand heartbeats are not the same amount of memory.
+struct Outbox {
+    frames: mpsc::UnboundedSender<Queued>,
+    budget: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl Outbox {
+    fn new(capacity: usize) -> (Self, mpsc::UnboundedReceiver<Queued>) {
+        let capacity = capacity.clamp(FRAME_OVERHEAD, u32::MAX as usize);
+        let (frames, queue) = mpsc::unbounded_channel();
+        let outbox = Self {
+            frames,
+            budget: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        };
+        (outbox, queue)
+    }
+
+    /// A frame's share of the budget; never more than all of it, so any frame can go out alone.
+    fn cost(&self, frame: &Bytes) -> u32 {
+        let cost = (frame.len() + FRAME_OVERHEAD).min(self.capacity);
+        u32::try_from(cost).unwrap_or(u32::MAX)
+    }
+
+    /// Queues `frame` once the budget has room for it; `false` if the writer is gone.
+    async fn send(&self, frame: Bytes) -> bool {
+        let cost = self.cost(&frame);
+        match Arc::clone(&self.budget).acquire_many_owned(cost).await {
+            Ok(permit) => self.frames.send(Queued { frame, permit }).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Queues `frame` only if the budget has room for it now.
+    fn try_send(&self, frame: Bytes) -> bool {
+        let cost = self.cost(&frame);
+        match Arc::clone(&self.budget).try_acquire_many_owned(cost) {
+            Ok(permit) => self.frames.send(Queued { frame, permit }).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until some of the budget is free (or the writer is gone).
+    async fn room(&self) {
+        let _ = self.budget.acquire().await;
+    }
+
+    fn queued_bytes(&self) -> usize {
+        self.capacity - self.budget.available_permits()
+    }
+
+    /// Fails every sender still waiting for room: nothing will be written any more.
+    fn close(&self) {
+        self.budget.close();
+    }
+}
+
 async fn write_loop(
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
     mut socket: OwnedWriteHalf,
     shared: Arc<Shared>,
 ) {
     let mut batch = BytesMut::with_capacity(BATCH_LIMIT);
+    // The budget of the frames copied into `batch`: they count as queued until written.
+    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
     loop {
-        let frame = tokio::select! {
+        let queued = tokio::select! {
             biased;
-            frame = queue.recv() => frame,
+            queued = queue.recv() => queued,
             () = shared.closed.cancelled() => None,
         };
-        let Some(mut frame) = frame else { break };
+        let Some(mut queued) = queued else { break };
         let result = async {
             loop {
+                let Queued { frame, permit } = queued;
                 if frame.len() >= BATCH_LIMIT {
                     if !batch.is_empty() {
                         socket.write_all(&batch).await?;
                         batch.clear();
+                        held.clear();
                     }
                     socket.write_all(&frame).await?;
+                    drop(permit);
                 } else {
                     batch.extend_from_slice(&frame);
+                    held.push(permit);
                     if batch.len() >= BATCH_LIMIT {
                         socket.write_all(&batch).await?;
                         batch.clear();
+                        held.clear();
                     }
                 }
                 match queue.try_recv() {
-                    Ok(next) => frame = next,
+                    Ok(next) => queued = next,
                     Err(_) => break,
                 }
             }
             if !batch.is_empty() {
                 socket.write_all(&batch).await?;
                 batch.clear();
+                held.clear();
             }
             std::io::Result::Ok(())
         };
@@ -782,5 +890,6 @@ async fn write_loop(
             break;
         }
     }
+    shared.outbound.close();
     let _ = socket.shutdown().await;
 }
