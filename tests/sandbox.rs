@@ -677,5 +677,24 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
         denied["ok"].is_null() && denied["code"].is_string(),
         "{denied}"
     );
+
+    // A new view while the host is starting: the start in progress is abandoned, and the
+    // caller waiting for it gets the host with the new view.
+    host.stop().await;
+    let mut events = host.subscribe();
+    let starting = {
+        let host = host.clone();
+        tokio::spawn(async move { host.start().await })
+    };
+    // Events are never dropped, so the Starting state is seen however briefly it lasts (if the
+    // host runs already by the time the view arrives, it is restarted all the same).
+    common::until_state(&mut events, S::Starting).await;
+    assert_eq!(
+        host.set_direct_view(vec![src.clone()], Vec::new()).await,
+        ViewChange::Restarting
+    );
+    starting.await.unwrap().unwrap();
+    assert_eq!(host.state(), S::Running);
+    assert_eq!(read_direct().await["ok"], "direct");
     host.stop().await;
 }
