@@ -5,9 +5,12 @@
 //! handler never holds up the next request), routes cancels, and hands notifications and
 //! heartbeats to the owner through [`Events`]. The *writer* drains a queue of encoded frames,
 //! batching small ones into one write. The queue is bounded in bytes
-//! ([`ConnectionConfig::max_queued_bytes`]): senders wait for room, and the reader takes no new
-//! request while it is full, so a peer that stops reading slows itself down instead of growing
-//! our memory. Callers hold cheap [`Connection`] clones.
+//! ([`ConnectionConfig::max_queued_bytes`]) and senders wait for room; an answer waiting for
+//! room keeps its request's in-flight slot, so a peer that stops reading its answers holds at
+//! most the queue plus `max_incoming` answers, and is disconnected once it has read nothing for
+//! [`ConnectionConfig::stall_timeout`]. The reader itself never waits for the queue, so
+//! answers, heartbeats and cancels from the peer keep flowing. Callers hold cheap
+//! [`Connection`] clones.
 //!
 //! The table of pending requests sits behind a `std::sync::Mutex` that is only held to insert or
 //! remove one entry and never across an `.await`; the alternative, routing every registration
@@ -50,10 +53,14 @@ pub struct ConnectionConfig {
     pub max_bad_frames: u32,
     /// Notifications buffered for the owner before further ones are dropped.
     pub event_buffer: usize,
-    /// Bytes of encoded frames waiting for the peer to read them, at most. When the queue is
-    /// full, senders wait and the reader stops taking new requests, so a peer that stops
-    /// reading its answers cannot grow our memory (a frame larger than this goes out alone).
+    /// Bytes of encoded frames waiting for the peer to read them, at most; senders wait for
+    /// room beyond it (a frame larger than this goes out alone). With `max_incoming`, this
+    /// bounds what a peer that stops reading makes us hold: the queue, plus at most
+    /// `max_incoming` answers waiting for room.
     pub max_queued_bytes: usize,
+    /// How long the peer may read nothing while frames wait for it before the connection is
+    /// closed ([`CloseReason::Stalled`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for ConnectionConfig {
@@ -65,6 +72,7 @@ impl Default for ConnectionConfig {
             max_bad_frames: 32,
             event_buffer: 1024,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -174,6 +182,8 @@ pub enum CloseReason {
     Frame(String),
     /// The peer sent too many malformed frames.
     TooManyBadFrames(u32),
+    /// The peer read nothing for this long while our frames waited for it.
+    Stalled(Duration),
 }
 
 impl fmt::Display for CloseReason {
@@ -183,6 +193,11 @@ impl fmt::Display for CloseReason {
             Self::Local => f.write_str("closed by this side"),
             Self::Frame(reason) => write!(f, "protocol error: {reason}"),
             Self::TooManyBadFrames(n) => write!(f, "peer sent {n} malformed frames"),
+            Self::Stalled(after) => write!(
+                f,
+                "peer read nothing for {} ms while frames waited for it",
+                after.as_millis()
+            ),
         }
     }
 }
@@ -268,15 +283,6 @@ impl Shared {
         };
         tokio::select! {
             _ = self.outbound.send(frame) => {}
-            () = self.closed.cancelled() => {}
-        }
-    }
-
-    /// Waits until the outbound queue has room: the reader's backpressure on a peer that sends
-    /// requests without reading the answers.
-    async fn room(&self) {
-        tokio::select! {
-            () = self.outbound.room() => {}
             () = self.closed.cancelled() => {}
         }
     }
@@ -624,12 +630,7 @@ impl Reader {
 
     async fn dispatch(&mut self, message: Message) -> Result<(), CloseReason> {
         match message {
-            Message::Request { id, method, params } => {
-                // Every request ends in a reply: take no new one while the replies already
-                // queued are not being read.
-                self.shared.room().await;
-                self.start_request(id, method, params).await;
-            }
+            Message::Request { id, method, params } => self.start_request(id, method, params).await,
             Message::Response { id, outcome } => {
                 let waiter = self
                     .shared
@@ -734,8 +735,10 @@ impl Reader {
                 () = token.cancelled() => Err(ErrorObject::new(ErrorCode::Cancelled, "request was cancelled")),
             };
             incoming.lock().expect("incoming table").remove(&id);
-            drop(permit);
+            // The slot is held until the answer is queued: an answer waiting for room in the
+            // queue still counts against `max_incoming`.
             shared.queue(Message::Response { id, outcome }).await;
+            drop(permit);
         });
     }
 
@@ -817,11 +820,6 @@ impl Outbox {
         }
     }
 
-    /// Waits until some of the budget is free (or the writer is gone).
-    async fn room(&self) {
-        let _ = self.budget.acquire().await;
-    }
-
     fn queued_bytes(&self) -> usize {
         self.capacity - self.budget.available_permits()
     }
@@ -832,6 +830,25 @@ impl Outbox {
     }
 }
 
+/// Writes all of `bytes`, failing with `TimedOut` if the peer reads none of it for `stall`.
+async fn write(socket: &mut OwnedWriteHalf, bytes: &[u8], stall: Duration) -> std::io::Result<()> {
+    use tokio::io::AsyncWrite;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let written = tokio::time::timeout(
+            stall,
+            std::future::poll_fn(|cx| Pin::new(&mut *socket).poll_write(cx, rest)),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[written..];
+    }
+    Ok(())
+}
+
 async fn write_loop(
     mut queue: mpsc::UnboundedReceiver<Queued>,
     mut socket: OwnedWriteHalf,
@@ -840,6 +857,7 @@ async fn write_loop(
     let mut batch = BytesMut::with_capacity(BATCH_LIMIT);
     // The budget of the frames copied into `batch`: they count as queued until written.
     let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+    let stall = shared.config.stall_timeout;
     loop {
         let queued = tokio::select! {
             biased;
@@ -852,17 +870,17 @@ async fn write_loop(
                 let Queued { frame, permit } = queued;
                 if frame.len() >= BATCH_LIMIT {
                     if !batch.is_empty() {
-                        socket.write_all(&batch).await?;
+                        write(&mut socket, &batch, stall).await?;
                         batch.clear();
                         held.clear();
                     }
-                    socket.write_all(&frame).await?;
+                    write(&mut socket, &frame, stall).await?;
                     drop(permit);
                 } else {
                     batch.extend_from_slice(&frame);
                     held.push(permit);
                     if batch.len() >= BATCH_LIMIT {
-                        socket.write_all(&batch).await?;
+                        write(&mut socket, &batch, stall).await?;
                         batch.clear();
                         held.clear();
                     }
@@ -873,7 +891,7 @@ async fn write_loop(
                 }
             }
             if !batch.is_empty() {
-                socket.write_all(&batch).await?;
+                write(&mut socket, &batch, stall).await?;
                 batch.clear();
                 held.clear();
             }
@@ -885,8 +903,14 @@ async fn write_loop(
             () = shared.closed.cancelled() => break,
         };
         if let Err(err) = result {
-            tracing::debug!(peer = %shared.peer, error = %err, "write failed; closing connection");
-            shared.close(CloseReason::Frame(format!("write failed: {err}")));
+            let reason = if err.kind() == std::io::ErrorKind::TimedOut {
+                tracing::warn!(peer = %shared.peer, queued = shared.outbound.queued_bytes(), "peer stopped reading; closing connection");
+                CloseReason::Stalled(stall)
+            } else {
+                tracing::debug!(peer = %shared.peer, error = %err, "write failed; closing connection");
+                CloseReason::Frame(format!("write failed: {err}"))
+            };
+            shared.close(reason);
             break;
         }
     }
