@@ -113,6 +113,8 @@ pub struct ControlHandler {
     manager: Arc<ExtensionHostManager>,
     broker: Option<Broker>,
     secret_backend: Option<&'static str>,
+    /// One grants reload at a time, so an older view can never land after a newer one.
+    reloads: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ControlHandler {
@@ -123,6 +125,7 @@ impl ControlHandler {
             manager,
             broker: None,
             secret_backend: None,
+            reloads: Arc::default(),
         }
     }
 
@@ -146,6 +149,7 @@ impl RequestHandler for ControlHandler {
         let manager = Arc::clone(&self.manager);
         let broker = self.broker.clone();
         let secret_backend = self.secret_backend;
+        let reloads = Arc::clone(&self.reloads);
         Box::pin(async move {
             match request.method.as_str() {
                 "status" => {
@@ -179,12 +183,20 @@ impl RequestHandler for ControlHandler {
                             "this supervisor has no permission broker",
                         )
                     })?;
-                    let reloaded = broker.reload().await;
-                    // Even after an invalid grant: that extension now has nothing, and its
-                    // sandbox must not keep what it had.
-                    let restarted = manager
-                        .apply_direct_views(&broker)
+                    // In a task of its own, so a client that hangs up halfway cannot leave the
+                    // broker narrowed and a sandbox still wide.
+                    let reload = tokio::spawn(async move {
+                        let _one_at_a_time = reloads.lock().await;
+                        let reloaded = broker.reload().await;
+                        // Even after an invalid grant: that extension now has nothing, and its
+                        // sandbox must not keep what it had.
+                        let restarted = manager.apply_direct_views(&broker).await;
+                        (reloaded, restarted)
+                    });
+                    let (reloaded, restarted) = reload
                         .await
+                        .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))?;
+                    let restarted = restarted
                         .into_iter()
                         .map(|(id, started)| RestartedHost {
                             id,

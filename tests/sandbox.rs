@@ -612,10 +612,10 @@ async fn every_host_process_is_in_its_cgroup() {
 }
 
 /// A new direct view reaches a running host only through a restart (the OS layers cannot be
-/// narrowed under a live process); a stopped host takes it at its next start.
+/// narrowed under a live process); a stopped host takes it at its next start and is not started.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
-    use dscode_extension_host::lifecycle::{StopOutcome, ViewChange};
+    use dscode_extension_host::lifecycle::{StartError, ViewChange};
     let env = Env::new();
     let workspace = tempfile::tempdir().unwrap();
     let src = workspace.path().join("src");
@@ -630,26 +630,23 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
         let args = raw(&json!([file]).to_string());
         json(&host.execute_command("api.readDirect", &args).await.unwrap())
     };
+    let view = |read: &[&std::path::Path]| {
+        let host = host.clone();
+        let read = read.iter().map(|p| p.to_path_buf()).collect();
+        async move { host.set_direct_view(read, Vec::new()).await }
+    };
 
-    assert_eq!(
-        host.set_direct_view(Vec::new(), Vec::new()).await,
-        ViewChange::Unchanged
-    );
-    assert_eq!(
-        host.set_direct_view(vec![src.clone()], Vec::new()).await,
-        ViewChange::Updated
-    );
+    assert_eq!(view(&[]).await.unwrap(), ViewChange::Unchanged);
+    assert_eq!(view(&[&src]).await.unwrap(), ViewChange::Updated);
     assert_eq!(host.state(), S::Stopped, "a stopped host is not started");
     host.start().await.unwrap();
     assert_eq!(read_direct().await["ok"], "direct");
     let first_pid = host.status().pid.unwrap();
 
+    // Narrowed while running: it returns once the host runs again, with the new view.
     let mut events = host.subscribe();
-    assert_eq!(
-        host.set_direct_view(Vec::new(), Vec::new()).await,
-        ViewChange::Restarting
-    );
-    host.start().await.unwrap();
+    assert_eq!(view(&[]).await.unwrap(), ViewChange::Restarting);
+    assert_eq!(host.state(), S::Running);
     let seen = common::until_state(&mut events, S::Running).await;
     let path: Vec<_> = seen.iter().map(|c| c.to).collect();
     assert_eq!(path, [S::Stopping, S::Stopped, S::Starting, S::Running]);
@@ -658,12 +655,7 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
         "{seen:#?}"
     );
     assert!(
-        matches!(
-            seen[1].reason,
-            Reason::Stopped {
-                how: StopOutcome::Graceful
-            }
-        ),
+        matches!(seen[1].reason, Reason::Stopped { .. }),
         "{seen:#?}"
     );
     assert!(
@@ -689,12 +681,25 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     // Events are never dropped, so the Starting state is seen however briefly it lasts (if the
     // host runs already by the time the view arrives, it is restarted all the same).
     common::until_state(&mut events, S::Starting).await;
-    assert_eq!(
-        host.set_direct_view(vec![src.clone()], Vec::new()).await,
-        ViewChange::Restarting
-    );
+    assert_eq!(view(&[&src]).await.unwrap(), ViewChange::Restarting);
     starting.await.unwrap().unwrap();
     assert_eq!(host.state(), S::Running);
     assert_eq!(read_direct().await["ok"], "direct");
-    host.stop().await;
+
+    // A stop right behind a new view wins: the restart ends in Stopped, and says so.
+    let narrowing = view(&[]);
+    let stopping = {
+        let host = host.clone();
+        async move { host.stop().await }
+    };
+    let (narrowed, ()) = tokio::join!(narrowing, stopping);
+    assert!(
+        matches!(
+            narrowed,
+            Err(StartError::Stopped { .. }) | Ok(ViewChange::Restarting | ViewChange::Updated)
+        ),
+        "{narrowed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(host.state(), S::Stopped, "a stopped host stays stopped");
 }

@@ -92,8 +92,13 @@ pub(crate) enum Control {
     Start(oneshot::Sender<Result<(), StartError>>),
     Stop(oneshot::Sender<()>),
     Subscribe(mpsc::UnboundedSender<StateChange>),
-    /// A new direct filesystem view for the sandbox: `(read, write)`.
-    SetView(DirectView, oneshot::Sender<ViewChange>),
+    /// A new direct filesystem view for the sandbox: `(read, write)`. The second sender gets
+    /// the outcome of the restart, when there is one.
+    SetView(
+        DirectView,
+        oneshot::Sender<ViewChange>,
+        oneshot::Sender<Result<(), StartError>>,
+    ),
 }
 
 /// Directories the host may read and write directly, as in [`crate::sandbox::SandboxSpec`].
@@ -298,7 +303,7 @@ impl Job {
                 self.subscribers.push(subscriber);
                 Step::Idle
             }
-            Control::SetView(view, reply) => {
+            Control::SetView(view, reply, _no_restart) => {
                 let change = if self.set_view(view) {
                     ViewChange::Updated
                 } else {
@@ -343,7 +348,7 @@ impl Job {
                 self.subscribers.push(subscriber);
                 None
             }
-            Some(Control::SetView(view, reply)) => {
+            Some(Control::SetView(view, reply, restarted)) => {
                 if !self.set_view(view) {
                     let _ = reply.send(ViewChange::Unchanged);
                     return None;
@@ -354,12 +359,14 @@ impl Job {
                     self.state(),
                     ExtensionHostState::Starting | ExtensionHostState::Running
                 );
-                let _ = reply.send(if live {
-                    ViewChange::Restarting
-                } else {
-                    ViewChange::Updated
-                });
-                live.then_some(Interrupt::Relaunch)
+                if !live {
+                    let _ = reply.send(ViewChange::Updated);
+                    return None;
+                }
+                // Resolved like a start: Running, given up, or superseded by a stop.
+                self.start_waiters.push(restarted);
+                let _ = reply.send(ViewChange::Restarting);
+                Some(Interrupt::Relaunch)
             }
         }
     }
@@ -933,6 +940,12 @@ impl Job {
             None => StopOutcome::NotRunning,
         };
         self.set(Trigger::Exited, Reason::Stopped { how });
+        // A stop that came in meanwhile wins over the new start.
+        while let Ok(control) = self.control.try_recv() {
+            if let Some(Interrupt::Stop) = self.busy_control(Some(control)) {
+                return Step::Stop(None);
+            }
+        }
         // Not a failure: a fresh start, as `start()` would make it.
         self.budget.reset();
         self.set(Trigger::Start, reason);

@@ -87,21 +87,30 @@ impl HostHandle {
     /// Sets the directories the host's sandbox lets it read and write directly (the OS-level
     /// view beside the broker's checks), usually after its grants changed. A sandbox cannot be
     /// narrowed under a running process, so a live host is stopped and started again with the
-    /// new view; otherwise the view applies at the next start.
+    /// new view, and this returns once it runs again; otherwise the view applies at the next
+    /// start. A host that is not live is never started by this.
+    ///
+    /// # Errors
+    /// As [`HostHandle::start`], when the restart did not reach Running (including a `stop()`
+    /// that came first).
     pub async fn set_direct_view(
         &self,
         read: Vec<std::path::PathBuf>,
         write: Vec<std::path::PathBuf>,
-    ) -> ViewChange {
+    ) -> Result<ViewChange, StartError> {
+        let gone = || StartError::Gone {
+            id: self.id.to_string(),
+        };
         let (tx, rx) = oneshot::channel();
-        if self
-            .control
-            .send(Control::SetView((read, write), tx))
-            .is_err()
-        {
-            return ViewChange::Unchanged;
+        let (restarted_tx, restarted) = oneshot::channel();
+        self.control
+            .send(Control::SetView((read, write), tx, restarted_tx))
+            .map_err(|_| gone())?;
+        let change = rx.await.map_err(|_| gone())?;
+        if change == ViewChange::Restarting {
+            restarted.await.map_err(|_| gone())??;
         }
-        rx.await.unwrap_or(ViewChange::Unchanged)
+        Ok(change)
     }
 
     /// The current status.
@@ -338,8 +347,9 @@ impl ExtensionHostManager {
             // A host the broker does not serve keeps the view its embedder gave it.
             let (read, write) = broker.direct_view(host.id())?;
             match host.set_direct_view(read, write).await {
-                ViewChange::Restarting => Some((host.id().to_owned(), host.start().await)),
-                ViewChange::Unchanged | ViewChange::Updated => None,
+                Ok(ViewChange::Restarting) => Some((host.id().to_owned(), Ok(()))),
+                Ok(ViewChange::Unchanged | ViewChange::Updated) => None,
+                Err(err) => Some((host.id().to_owned(), Err(err))),
             }
         });
         futures_util::future::join_all(updates)
