@@ -123,9 +123,9 @@ impl LimitGuard {
         self.watchdog.memory_bytes.is_some() || self.watchdog.pids.is_some()
     }
 
-    /// A limit the host is over now, if any: the cgroup's own counters first, then the
-    /// supervisor's view of the host's process tree, walked afresh when `fresh`.
-    fn exceeded(&mut self, fresh: bool) -> Option<(Layer, String)> {
+    /// A limit the host is over, if any: the cgroup's own counters first, then the
+    /// supervisor's view of the host's process tree, taken as `look` says.
+    fn exceeded(&mut self, look: Look) -> Option<(Layer, String)> {
         if let Some(cgroup) = &self.cgroup {
             if cgroup.oom_kills() > 0 {
                 return Some((Layer::Memory, "the memory cgroup's OOM killer fired".into()));
@@ -140,10 +140,10 @@ impl LimitGuard {
         if self.watchdog.memory_bytes.is_none() && self.watchdog.pids.is_none() {
             return None;
         }
-        let usage = if fresh {
-            self.tree.usage_now()
-        } else {
-            self.tree.usage()
+        let usage = match look {
+            Look::Scheduled => self.tree.usage(),
+            Look::Fresh => self.tree.usage_now(),
+            Look::Last => self.tree.last(),
         };
         // Processes first: a fork bomb of Node processes also adds up to a lot of memory.
         if let Some(max) = self.watchdog.pids
@@ -171,6 +171,17 @@ impl LimitGuard {
         }
         None
     }
+}
+
+/// How [`LimitGuard::exceeded`] looks at the process tree.
+#[derive(Clone, Copy)]
+enum Look {
+    /// The regular check: the tree is walked again when that is due.
+    Scheduled,
+    /// Walk it now: the last walk may be two seconds old.
+    Fresh,
+    /// What the last check saw: the tree is gone with its root.
+    Last,
 }
 
 enum Step {
@@ -531,7 +542,16 @@ impl Job {
         let limits = LimitGuard {
             cgroup: prepared.cgroup.take(),
             watchdog: prepared.watchdog,
-            tree: crate::sandbox::watch::TreeWatch::new(process.group),
+            // One process over the limit is enough to know it is reached.
+            tree: crate::sandbox::watch::TreeWatch::new(process.group).with_cap(
+                prepared
+                    .watchdog
+                    .pids
+                    .and_then(|max| usize::try_from(max).ok())
+                    .map_or(crate::sandbox::watch::TreeWatch::DEFAULT_CAP, |max| {
+                        max.saturating_add(1)
+                    }),
+            ),
         };
         if let Some(stage) = process.stage.take() {
             if !prepared.backend.uses_bwrap() {
@@ -734,7 +754,7 @@ impl Job {
         loop {
             let events = &mut host.connection.as_mut().expect("connected").1.messages;
             let over = tokio::select! {
-                _ = limit_tick.tick(), if ticking => host.limits.exceeded(false),
+                _ = limit_tick.tick(), if ticking => host.limits.exceeded(Look::Scheduled),
                 status = host.process.child.wait() => {
                     let reason = exited(&mut host, status.ok()).await;
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -748,7 +768,7 @@ impl Job {
                     }
                     if !ticking && host.limits.cgroup.is_some() && last_check.elapsed() >= CGROUP_CHECK {
                         last_check = Instant::now();
-                        host.limits.exceeded(false)
+                        host.limits.exceeded(Look::Scheduled)
                     } else {
                         None
                     }
@@ -756,7 +776,7 @@ impl Job {
                 () = &mut deadline => {
                     // A host at its process limit often hangs rather than dies: name the limit,
                     // from a fresh look at its tree (the last walk may be two seconds old).
-                    let over = host.limits.exceeded(true);
+                    let over = host.limits.exceeded(Look::Fresh);
                     if over.is_none() {
                         let reason = Reason::Hung { silent_for: last_beat.elapsed() };
                         return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
@@ -1169,8 +1189,7 @@ const CGROUP_CHECK: Duration = Duration::from_secs(1);
 async fn exited(host: &mut LiveHost, status: Option<ExitStatus>) -> Reason {
     use std::os::unix::process::ExitStatusExt;
     let output = host.process.final_output().await;
-    // The last walk, not a fresh one: the tree is gone with its root.
-    if let Some((limit, detail)) = host.limits.exceeded(false) {
+    if let Some((limit, detail)) = host.limits.exceeded(Look::Last) {
         return Reason::LimitExceeded {
             limit,
             detail,

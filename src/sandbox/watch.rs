@@ -77,6 +77,10 @@ pub struct TreeWatch {
     tasks: u64,
     /// Checks left before the next walk.
     until_walk: u32,
+    /// The most processes a walk lists.
+    cap: usize,
+    /// The last result.
+    last: Usage,
 }
 
 impl TreeWatch {
@@ -84,8 +88,8 @@ impl TreeWatch {
     /// ticks).
     pub const REWALK: u32 = 20;
 
-    /// The most processes a walk lists; a bigger tree counts as at least this many tasks.
-    const MAX_WALK: usize = 65_536;
+    /// The default of [`TreeWatch::with_cap`].
+    pub const DEFAULT_CAP: usize = 4096;
 
     /// Watches `root` and everything below it.
     #[must_use]
@@ -96,7 +100,18 @@ impl TreeWatch {
             procs: Vec::new(),
             tasks: 0,
             until_walk: 0,
+            cap: Self::DEFAULT_CAP,
+            last: Usage::default(),
         }
+    }
+
+    /// Lists at most `processes` processes per walk (at least one): a bigger tree is cut
+    /// there, and counts as at least that many tasks. One over a process limit is enough to
+    /// tell that the limit is reached, and keeps a walk of a runaway tree cheap.
+    #[must_use]
+    pub fn with_cap(mut self, processes: usize) -> Self {
+        self.cap = processes.max(1);
+        self
     }
 
     /// What the tree uses now, walking it first if it is due.
@@ -116,10 +131,16 @@ impl TreeWatch {
         self.read_memory()
     }
 
+    /// What the last check found, without looking again: for a tree whose root is gone.
+    #[must_use]
+    pub fn last(&self) -> Usage {
+        self.last
+    }
+
     fn walk(&mut self) {
         use std::os::unix::fs::MetadataExt;
         // A tree over the cap is cut there: its count is at least the cap, never zero.
-        let (mut pids, _complete) = walk_tree(self.root, Self::MAX_WALK);
+        let (mut pids, _complete) = walk_tree(self.root, self.cap);
         pids.sort_unstable();
         // A task directory's link count is its thread count plus two.
         self.tasks = pids
@@ -137,7 +158,7 @@ impl TreeWatch {
         self.pids = pids;
     }
 
-    fn read_memory(&self) -> Usage {
+    fn read_memory(&mut self) -> Usage {
         use std::os::unix::fs::FileExt;
         let page = page_size();
         let mut usage = Usage {
@@ -153,6 +174,7 @@ impl TreeWatch {
                 usage.rss_bytes += resident * page;
             }
         }
+        self.last = usage;
         usage
     }
 }
@@ -249,42 +271,58 @@ mod tests {
         assert_eq!(TreeWatch::new(u32::MAX - 1).usage(), Usage::default());
     }
 
-    #[test]
-    fn a_settled_tree_is_rewalked_on_demand_and_a_changed_one_at_the_next_check() {
-        use std::io::Write;
-        let mut tree = std::process::Command::new("sh")
-            .args(["-c", "read go; sleep 3 & sleep 3 & wait"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut watch = TreeWatch::new(tree.id());
-        assert_eq!(watch.usage().tasks, 1);
-        assert_eq!(watch.usage().tasks, 1); // the same tree twice: settled
-        writeln!(tree.stdin.as_mut().unwrap(), "go").unwrap();
+    /// Waits until `root` has `n` processes.
+    fn until_processes(root: u32, n: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while tree_pids(tree.id(), 100).unwrap_or_default().len() < 3
+        while tree_pids(root, 100).unwrap_or_default().len() < n
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let stale = watch.usage();
-        let fresh = watch.usage_now();
-        // It changed at that walk, so the next check walks again.
-        let next = watch.usage();
-        let _ = tree.kill();
-        let _ = tree.wait();
-        assert_eq!(stale.tasks, 1, "a settled tree waits for its walk");
-        assert_eq!(fresh.tasks, 3, "{fresh:?}");
-        assert_eq!(next.tasks, 3, "{next:?}");
     }
 
     #[test]
-    fn a_tree_over_the_walk_cap_counts_the_cap() {
+    fn a_settled_tree_is_rewalked_on_demand_and_a_changed_one_at_the_next_check() {
+        use std::io::Write;
+        // One more child for each line it reads.
+        let mut tree = std::process::Command::new("sh")
+            .args(["-c", "while read more; do sleep 5 & done; wait"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let root = tree.id();
+        let mut stdin = tree.stdin.take().unwrap();
+        let mut more = |n: usize| {
+            writeln!(stdin, "more").unwrap();
+            until_processes(root, n);
+        };
+        let mut watch = TreeWatch::new(root);
+        assert_eq!(watch.usage().tasks, 1);
+        assert_eq!(watch.usage().tasks, 1); // the same tree twice: settled
+        more(2);
+        let stale = watch.usage();
+        let fresh = watch.usage_now();
+        // That walk saw a change, so the very next check walks again.
+        more(3);
+        let next = watch.usage();
+        let last = watch.last();
+        let _ = tree.kill();
+        let _ = tree.wait();
+        assert_eq!(stale.tasks, 1, "a settled tree waits for its walk");
+        assert_eq!(fresh.tasks, 2, "{fresh:?}");
+        assert_eq!(next.tasks, 3, "{next:?}");
+        assert_eq!(last, next, "last() is the last check, without a walk");
+    }
+
+    #[test]
+    fn a_tree_over_the_cap_counts_at_least_the_cap() {
         let mut tree = three_processes();
         let (pids, complete) = walk_tree(tree.id(), 2);
+        let capped = TreeWatch::new(tree.id()).with_cap(2).usage();
         let _ = tree.kill();
         let _ = tree.wait();
         assert_eq!((pids.len(), complete), (2, false));
+        assert_eq!(capped.tasks, 2, "{capped:?}");
     }
 
     #[test]
