@@ -307,3 +307,87 @@ async fn a_slow_reader_gets_every_answer() {
     assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), REQUESTS);
     assert!(!connection.is_closed(), "{}", connection.closed().await);
 }
+
+/// A request that timed out before it could even be queued was never seen by the peer, so the
+/// peer is not sent a cancel for it; one that was queued is cancelled.
+#[tokio::test]
+async fn only_requests_the_peer_saw_are_cancelled() {
+    use dscode_extension_host::ipc::ConnectionConfig;
+    use std::io::Read;
+
+    let config = ConnectionConfig {
+        max_queued_bytes: 64 * 1024,
+        ..ConnectionConfig::default()
+    };
+    let (connection, theirs, _handled) = connection_to_peer(config);
+    // Far more than the socket buffer and the queue take while the peer is not reading.
+    let big = raw(&format!("\"{}\"", "y".repeat(60 * 1024)));
+    let mut timed_out = 0;
+    for _ in 0..64 {
+        let outcome = connection
+            .request_with(
+                "host/echo",
+                Some(big.clone()),
+                Duration::from_millis(50),
+                None,
+            )
+            .await;
+        assert!(
+            matches!(
+                outcome,
+                Err(dscode_extension_host::ipc::RequestError::Timeout { .. })
+            ),
+            "{outcome:?}"
+        );
+        timed_out += 1;
+    }
+    assert_eq!(timed_out, 64);
+    // Now read everything the peer was sent, until a quiet moment.
+    let mut reader = theirs;
+    reader
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let frames = tokio::task::spawn_blocking(move || {
+        let mut frames = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            if reader.read_exact(&mut len).is_err() {
+                return frames;
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            reader.read_exact(&mut body).unwrap();
+            let message: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            frames.push((
+                message["type"].as_str().unwrap().to_owned(),
+                message["id"].as_u64().unwrap(),
+            ));
+        }
+    })
+    .await
+    .unwrap();
+    let sent: std::collections::BTreeSet<u64> = frames
+        .iter()
+        .filter(|(kind, _)| kind == "request")
+        .map(|(_, id)| *id)
+        .collect();
+    let cancelled: std::collections::BTreeSet<u64> = frames
+        .iter()
+        .filter(|(kind, _)| kind == "cancel")
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.len() < 64,
+        "the queue should have filled: {} sent",
+        sent.len()
+    );
+    assert!(
+        cancelled.is_subset(&sent),
+        "cancels for requests never sent: {:?}",
+        cancelled.difference(&sent).collect::<Vec<_>>()
+    );
+    assert!(
+        !cancelled.is_empty(),
+        "the requests that were sent are cancelled"
+    );
+    drop(connection);
+}

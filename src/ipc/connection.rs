@@ -332,6 +332,8 @@ struct PendingGuard<'a> {
     shared: &'a Shared,
     id: RequestId,
     reason: &'static str,
+    /// Whether the request went into the queue: the peer is told of a cancel only then.
+    queued: &'a std::sync::atomic::AtomicBool,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -342,7 +344,10 @@ impl Drop for PendingGuard<'_> {
             .lock()
             .expect("pending table")
             .remove(&self.id);
-        if was_pending.is_some() && !self.shared.closed.is_cancelled() {
+        if was_pending.is_some()
+            && self.queued.load(Ordering::Relaxed)
+            && !self.shared.closed.is_cancelled()
+        {
             self.shared.try_queue(&Message::Cancel {
                 id: self.id,
                 reason: Some(self.reason.to_owned()),
@@ -469,10 +474,12 @@ impl Connection {
         })?;
         let (tx, rx) = oneshot::channel();
         shared.pending.lock().expect("pending table").insert(id, tx);
+        let queued = std::sync::atomic::AtomicBool::new(false);
         let mut guard = PendingGuard {
             shared,
             id,
             reason: "abandoned by caller",
+            queued: &queued,
         };
         let never = CancellationToken::new();
         let cancel = cancel.unwrap_or(&never);
@@ -484,6 +491,7 @@ impl Connection {
             if !shared.outbound.send(frame).await {
                 return Err(RequestError::Closed(shared.reason()));
             }
+            queued.store(true, Ordering::Relaxed);
             match rx.await {
                 Ok(Ok(result)) => Ok(result),
                 Ok(Err(error)) => Err(RequestError::Remote(error)),
