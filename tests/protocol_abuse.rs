@@ -391,3 +391,51 @@ async fn only_requests_the_peer_saw_are_cancelled() {
     );
     drop(connection);
 }
+
+/// The reader keeps reading while the outbound queue is full: an answer to the supervisor's own
+/// request, sent behind a flood of requests that are refused as `Busy` and not yet read, still
+/// gets through.
+#[tokio::test]
+async fn an_answer_behind_refused_requests_gets_through_a_full_queue() {
+    use dscode_extension_host::ipc::ConnectionConfig;
+    use std::io::Write;
+
+    let config = ConnectionConfig {
+        max_queued_bytes: 4096,
+        max_incoming: 2,
+        ..ConnectionConfig::default()
+    };
+    let (connection, theirs, handled) = connection_to_peer(config);
+    let ping = {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            connection
+                .request_with("ping", None, Duration::from_secs(10), None)
+                .await
+        })
+    };
+    // Our ping is request 1. The peer never reads: it floods requests whose 64 KiB answers fill
+    // its socket buffer and our queue, then answers the ping.
+    let mut writer = theirs.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        for id in 1..=200 {
+            let body = format!(r#"{{"id":{id},"type":"request","payload":{{"method":"big"}}}}"#);
+            bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+            bytes.extend_from_slice(body.as_bytes());
+        }
+        let body = r#"{"id":1,"type":"response","payload":{"result":"pong"}}"#;
+        bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(body.as_bytes());
+        writer.write_all(&bytes).unwrap();
+    });
+    let pong = ping
+        .await
+        .unwrap()
+        .expect("the answer is read despite the full queue");
+    assert_eq!(json(&pong), "pong");
+    flood.join().unwrap();
+    assert!(connection.queued_bytes() > 0, "the queue was full");
+    assert!(handled.load(std::sync::atomic::Ordering::SeqCst) < 200);
+    drop(theirs);
+}

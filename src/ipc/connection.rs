@@ -8,8 +8,9 @@
 //! ([`ConnectionConfig::max_queued_bytes`]) and senders wait for room; an answer waiting for
 //! room keeps its request's in-flight slot, so a peer that stops reading its answers holds at
 //! most the queue plus `max_incoming` answers, and is disconnected once it has read nothing for
-//! [`ConnectionConfig::stall_timeout`]. The reader itself never waits for the queue, so
-//! answers, heartbeats and cancels from the peer keep flowing. Callers hold cheap
+//! [`ConnectionConfig::stall_timeout`]. The reader does not wait for the queue (refusals it
+//! cannot queue at once wait in tasks, up to 256 of them), so answers, heartbeats and cancels
+//! from the peer keep flowing. Callers hold cheap
 //! [`Connection`] clones.
 //!
 //! The table of pending requests sits behind a `std::sync::Mutex` that is only held to insert or
@@ -407,6 +408,7 @@ impl Connection {
             heartbeats: heartbeat_tx,
             incoming: Arc::new(Mutex::new(HashMap::new())),
             permits: Arc::new(Semaphore::new(shared.config.max_incoming)),
+            error_replies: Arc::new(Semaphore::new(MAX_WAITING_ERROR_REPLIES)),
             bad_frames: 0,
             dropped_events: 0,
         };
@@ -584,9 +586,15 @@ struct Reader {
     heartbeats: watch::Sender<u64>,
     incoming: Arc<Mutex<HashMap<RequestId, CancellationToken>>>,
     permits: Arc<Semaphore>,
+    /// Error answers the reader could not queue at once, each waiting in a task of its own.
+    error_replies: Arc<Semaphore>,
     bad_frames: u32,
     dropped_events: u64,
 }
+
+/// Error answers (`Busy`, malformed requests) that may wait for room in tasks of their own
+/// before the reader itself waits.
+const MAX_WAITING_ERROR_REPLIES: usize = 256;
 
 impl Reader {
     async fn run(mut self, mut frames: FramedRead<OwnedReadHalf, MessageCodec>) {
@@ -632,8 +640,22 @@ impl Reader {
         self.bad_frames > self.shared.config.max_bad_frames
     }
 
+    /// Answers a request the reader refused. The reader must keep reading (answers to our
+    /// requests, heartbeats and cancels follow in the stream), so an answer that finds the queue
+    /// full waits in a task; only a peer with hundreds of such answers unread makes the reader
+    /// wait, and that peer is disconnected at its stall timeout.
     async fn reply(&self, id: RequestId, outcome: HandlerResult) {
-        self.shared.queue(Message::Response { id, outcome }).await;
+        let message = Message::Response { id, outcome };
+        match Arc::clone(&self.error_replies).try_acquire_owned() {
+            Ok(permit) => {
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(async move {
+                    shared.queue(message).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => self.shared.queue(message).await,
+        }
     }
 
     async fn dispatch(&mut self, message: Message) -> Result<(), CloseReason> {
