@@ -429,11 +429,11 @@ async fn an_answer_behind_refused_requests_gets_through_a_full_queue() {
         bytes.extend_from_slice(body.as_bytes());
         writer.write_all(&bytes).unwrap();
     });
-    let pong = ping
+    let answer = ping
         .await
         .unwrap()
         .expect("the answer is read despite the full queue");
-    assert_eq!(json(&pong), "pong");
+    assert_eq!(json(&answer), "pong");
     flood.join().unwrap();
     assert!(connection.queued_bytes() > 0, "the queue was full");
     assert!(handled.load(std::sync::atomic::Ordering::SeqCst) < 200);
