@@ -186,12 +186,15 @@ impl RequestHandler for ControlHandler {
                     // In a task of its own, so a client that hangs up halfway cannot leave the
                     // broker narrowed and a sandbox still wide.
                     let reload = tokio::spawn(async move {
-                        let _one_at_a_time = reloads.lock().await;
+                        // One at a time until every host has its new view, so an older view
+                        // never lands after a newer one; not while the restarts run.
+                        let one_at_a_time = reloads.lock().await;
                         let reloaded = broker.reload().await;
                         // Even after an invalid grant: that extension now has nothing, and its
                         // sandbox must not keep what it had.
-                        let restarted = manager.apply_direct_views(&broker).await;
-                        (reloaded, restarted)
+                        let restarts = manager.apply_direct_views(&broker);
+                        drop(one_at_a_time);
+                        (reloaded, restarts.await)
                     });
                     let (reloaded, restarted) = reload
                         .await

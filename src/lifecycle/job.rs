@@ -542,12 +542,10 @@ impl Job {
         let limits = LimitGuard {
             cgroup: prepared.cgroup.take(),
             watchdog: prepared.watchdog,
-            // One process over the limit is enough to know it is reached.
+            // Walks stop one process over the profile's process limit (whoever enforces it):
+            // enough to know the limit is reached, and memory is summed over that many.
             tree: crate::sandbox::watch::TreeWatch::new(process.group).with_cap(
-                prepared
-                    .watchdog
-                    .pids
-                    .and_then(|max| usize::try_from(max).ok())
+                usize::try_from(self.spec.sandbox.profile.limits.pids)
                     .map_or(crate::sandbox::watch::TreeWatch::DEFAULT_CAP, |max| {
                         max.saturating_add(1)
                     }),
@@ -949,27 +947,44 @@ impl Job {
     /// Stops the host as a stop would, then starts it again with the current spec. Callers
     /// waiting for a start keep waiting for the new one.
     async fn relaunch(&mut self, host: Option<LiveHost>) -> Step {
-        let reason = Reason::ViewChanged {
-            read: self.spec.sandbox.read.clone(),
-            write: self.spec.sandbox.write.clone(),
-        };
+        let reason = self.view_changed();
         tracing::info!(extension = %self.spec.id, "{reason}; restarting the host");
-        self.set(Trigger::Stop, reason.clone());
+        self.set(Trigger::Stop, reason);
         let how = match host {
             Some(host) => self.terminate(host).await,
             None => StopOutcome::NotRunning,
         };
         self.set(Trigger::Exited, Reason::Stopped { how });
-        // A stop that came in meanwhile wins over the new start.
-        while let Ok(control) = self.control.try_recv() {
-            if let Some(Interrupt::Stop) = self.busy_control(Some(control)) {
-                return Step::Stop(None);
+        // What came in meanwhile: a stop (or the last handle going) wins over the new start,
+        // and a newer view joins it.
+        loop {
+            match self.control.try_recv() {
+                Ok(Control::SetView(view, reply, restarted)) => {
+                    self.set_view(view);
+                    self.start_waiters.push(restarted);
+                    let _ = reply.send(ViewChange::Restarting);
+                }
+                Ok(control) => {
+                    if let Some(Interrupt::Stop) = self.busy_control(Some(control)) {
+                        return Step::Stop(None);
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Step::Stop(None),
             }
         }
         // Not a failure: a fresh start, as `start()` would make it.
         self.budget.reset();
+        let reason = self.view_changed();
         self.set(Trigger::Start, reason);
         Step::Launch
+    }
+
+    fn view_changed(&self) -> Reason {
+        Reason::ViewChanged {
+            read: self.spec.sandbox.read.clone(),
+            write: self.spec.sandbox.write.clone(),
+        }
     }
 
     /// Shutdown message, then SIGTERM, then SIGKILL, each after its grace period.

@@ -98,19 +98,34 @@ impl HostHandle {
         read: Vec<std::path::PathBuf>,
         write: Vec<std::path::PathBuf>,
     ) -> Result<ViewChange, StartError> {
-        let gone = || StartError::Gone {
-            id: self.id.to_string(),
-        };
+        self.send_view(read, write).await
+    }
+
+    /// Hands the host its new view at once, before returning; the future waits for what
+    /// [`HostHandle::set_direct_view`] waits for.
+    fn send_view(
+        &self,
+        read: Vec<std::path::PathBuf>,
+        write: Vec<std::path::PathBuf>,
+    ) -> impl Future<Output = Result<ViewChange, StartError>> + Send + use<> {
+        let id = self.id.to_string();
         let (tx, rx) = oneshot::channel();
         let (restarted_tx, restarted) = oneshot::channel();
-        self.control
+        let sent = self
+            .control
             .send(Control::SetView((read, write), tx, restarted_tx))
-            .map_err(|_| gone())?;
-        let change = rx.await.map_err(|_| gone())?;
-        if change == ViewChange::Restarting {
-            restarted.await.map_err(|_| gone())??;
+            .is_ok();
+        async move {
+            let gone = || StartError::Gone { id: id.clone() };
+            if !sent {
+                return Err(gone());
+            }
+            let change = rx.await.map_err(|_| gone())?;
+            if change == ViewChange::Restarting {
+                restarted.await.map_err(|_| gone())??;
+            }
+            Ok(change)
         }
-        Ok(change)
     }
 
     /// The current status.
@@ -335,28 +350,39 @@ impl ExtensionHostManager {
     }
 
     /// Gives every host the direct view its current grants allow (after
-    /// [`crate::broker::Broker::reload`]), restarting the live hosts whose view changed, and
-    /// waits until those run again. Hosts `broker` does not serve are left alone. Returns the
-    /// restarted hosts with the outcome of their start.
-    pub async fn apply_direct_views(
+    /// [`crate::broker::Broker::reload`]), restarting the live hosts whose view changed. The
+    /// views are handed over before this returns; the future waits until the restarted hosts
+    /// run again, and yields each with the outcome of its start. Hosts `broker` does not serve,
+    /// and hosts already gone, are left out.
+    pub fn apply_direct_views(
         &self,
         broker: &crate::broker::Broker,
-    ) -> Vec<(String, Result<(), StartError>)> {
-        let hosts = self.hosts();
-        let updates = hosts.iter().map(|host| async move {
-            // A host the broker does not serve keeps the view its embedder gave it.
-            let (read, write) = broker.direct_view(host.id())?;
-            match host.set_direct_view(read, write).await {
-                Ok(ViewChange::Restarting) => Some((host.id().to_owned(), Ok(()))),
-                Ok(ViewChange::Unchanged | ViewChange::Updated) => None,
-                Err(err) => Some((host.id().to_owned(), Err(err))),
-            }
-        });
-        futures_util::future::join_all(updates)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+    ) -> impl Future<Output = Vec<(String, Result<(), StartError>)>> + Send + use<> {
+        let updates: Vec<_> = self
+            .hosts()
+            .iter()
+            .filter_map(|host| {
+                // A host the broker does not serve keeps the view its embedder gave it.
+                let (read, write) = broker.direct_view(host.id())?;
+                let outcome = host.send_view(read, write);
+                let id = host.id().to_owned();
+                Some(async move {
+                    match outcome.await {
+                        Ok(ViewChange::Restarting) => Some((id, Ok(()))),
+                        Ok(ViewChange::Unchanged | ViewChange::Updated)
+                        | Err(StartError::Gone { .. }) => None,
+                        Err(err) => Some((id, Err(err))),
+                    }
+                })
+            })
+            .collect();
+        async move {
+            futures_util::future::join_all(updates)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        }
     }
 
     /// Stops every host concurrently.
