@@ -271,10 +271,10 @@ async fn a_slow_reader_gets_every_answer() {
     use dscode_extension_host::ipc::ConnectionConfig;
     use std::io::Read;
 
-    const REQUESTS: usize = 150;
+    const REQUESTS: usize = 200;
     let config = ConnectionConfig {
         max_queued_bytes: 256 * 1024,
-        stall_timeout: Duration::from_millis(500),
+        stall_timeout: Duration::from_secs(2),
         ..ConnectionConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
@@ -283,7 +283,8 @@ async fn a_slow_reader_gets_every_answer() {
     let ids = tokio::task::spawn_blocking(move || {
         let mut ids = std::collections::BTreeSet::new();
         while ids.len() < REQUESTS {
-            // 64 KiB every 20 ms: about 3 s for everything, six stall timeouts.
+            // 64 KiB every 20 ms: about 4 s for everything, twice the stall timeout, with
+            // pauses far shorter than it.
             std::thread::sleep(Duration::from_millis(20));
             let mut len = [0u8; 4];
             reader.read_exact(&mut len).unwrap();

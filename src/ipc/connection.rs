@@ -10,8 +10,7 @@
 //! most the queue plus `max_incoming` answers, and is disconnected once it has read nothing for
 //! [`ConnectionConfig::stall_timeout`]. The reader does not wait for the queue (refusals it
 //! cannot queue at once wait in tasks, up to 256 of them), so answers, heartbeats and cancels
-//! from the peer keep flowing. Callers hold cheap
-//! [`Connection`] clones.
+//! from the peer keep flowing. Callers hold cheap [`Connection`] clones.
 //!
 //! The table of pending requests sits behind a `std::sync::Mutex` that is only held to insert or
 //! remove one entry and never across an `.await`; the alternative, routing every registration
@@ -861,20 +860,20 @@ impl Outbox {
 }
 
 /// Writes all of `bytes`, failing with `TimedOut` if the peer reads none of it for `stall`.
-async fn write(socket: &mut OwnedWriteHalf, bytes: &[u8], stall: Duration) -> std::io::Result<()> {
-    use tokio::io::AsyncWrite;
+/// A socket with room takes the bytes at once; only a full one arms a timer.
+async fn write(socket: &OwnedWriteHalf, bytes: &[u8], stall: Duration) -> std::io::Result<()> {
     let mut rest = bytes;
     while !rest.is_empty() {
-        let written = tokio::time::timeout(
-            stall,
-            std::future::poll_fn(|cx| Pin::new(&mut *socket).poll_write(cx, rest)),
-        )
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+        match socket.try_write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = &rest[written..],
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(stall, socket.writable())
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            }
+            Err(err) => return Err(err),
         }
-        rest = &rest[written..];
     }
     Ok(())
 }
@@ -900,17 +899,17 @@ async fn write_loop(
                 let Queued { frame, permit } = queued;
                 if frame.len() >= BATCH_LIMIT {
                     if !batch.is_empty() {
-                        write(&mut socket, &batch, stall).await?;
+                        write(&socket, &batch, stall).await?;
                         batch.clear();
                         held.clear();
                     }
-                    write(&mut socket, &frame, stall).await?;
+                    write(&socket, &frame, stall).await?;
                     drop(permit);
                 } else {
                     batch.extend_from_slice(&frame);
                     held.push(permit);
                     if batch.len() >= BATCH_LIMIT {
-                        write(&mut socket, &batch, stall).await?;
+                        write(&socket, &batch, stall).await?;
                         batch.clear();
                         held.clear();
                     }
@@ -921,7 +920,7 @@ async fn write_loop(
                 }
             }
             if !batch.is_empty() {
-                write(&mut socket, &batch, stall).await?;
+                write(&socket, &batch, stall).await?;
                 batch.clear();
                 held.clear();
             }

@@ -87,23 +87,14 @@ impl HostHandle {
     /// Sets the directories the host's sandbox lets it read and write directly (the OS-level
     /// view beside the broker's checks), usually after its grants changed. A sandbox cannot be
     /// narrowed under a running process, so a live host is stopped and started again with the
-    /// new view, and this returns once it runs again; otherwise the view applies at the next
-    /// start. A host that is not live is never started by this.
+    /// new view, and the future resolves once it runs again; otherwise the view applies at the
+    /// next start. A host that is not live is never started by this. The view is handed over
+    /// when this is called, before the future is awaited.
     ///
     /// # Errors
     /// As [`HostHandle::start`], when the restart did not reach Running (including a `stop()`
     /// that came first).
-    pub async fn set_direct_view(
-        &self,
-        read: Vec<std::path::PathBuf>,
-        write: Vec<std::path::PathBuf>,
-    ) -> Result<ViewChange, StartError> {
-        self.send_view(read, write).await
-    }
-
-    /// Hands the host its new view at once, before returning; the future waits for what
-    /// [`HostHandle::set_direct_view`] waits for.
-    fn send_view(
+    pub fn set_direct_view(
         &self,
         read: Vec<std::path::PathBuf>,
         write: Vec<std::path::PathBuf>,
@@ -364,7 +355,7 @@ impl ExtensionHostManager {
             .filter_map(|host| {
                 // A host the broker does not serve keeps the view its embedder gave it.
                 let (read, write) = broker.direct_view(host.id())?;
-                let outcome = host.send_view(read, write);
+                let outcome = host.set_direct_view(read, write);
                 let id = host.id().to_owned();
                 Some(async move {
                     match outcome.await {
