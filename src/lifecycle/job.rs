@@ -92,17 +92,16 @@ pub(crate) enum Control {
     Start(oneshot::Sender<Result<(), StartError>>),
     Stop(oneshot::Sender<()>),
     Subscribe(mpsc::UnboundedSender<StateChange>),
-    /// A new direct filesystem view for the sandbox: `(read, write)`. The second sender gets
-    /// the outcome of the restart, when there is one.
+    /// New file-system grants for the sandbox's view. The second sender gets the outcome of
+    /// the restart, when there is one.
     SetView(
-        DirectView,
+        FsGrants,
         oneshot::Sender<ViewChange>,
         oneshot::Sender<Result<(), StartError>>,
     ),
 }
 
-/// Directories the host may read and write directly, as in [`crate::sandbox::SandboxSpec`].
-pub(crate) type DirectView = (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>);
+use crate::sandbox::view::FsGrants;
 
 /// A running process and, once the handshake is done, its connection.
 struct LiveHost {
@@ -326,14 +325,14 @@ impl Job {
         }
     }
 
-    /// Replaces the sandbox's direct view for the next start; whether it changed.
-    fn set_view(&mut self, (read, write): DirectView) -> bool {
-        if self.spec.sandbox.read == read && self.spec.sandbox.write == write {
+    /// Replaces the grants the sandbox's view is computed from, for the next start; whether
+    /// they changed.
+    fn set_view(&mut self, grants: FsGrants) -> bool {
+        if self.spec.sandbox.grants == grants {
             return false;
         }
         let mut spec = HostSpec::clone(&self.spec);
-        spec.sandbox.read = read;
-        spec.sandbox.write = write;
+        spec.sandbox.grants = grants;
         self.spec = Arc::new(spec);
         true
     }
@@ -501,6 +500,8 @@ impl Job {
                 .plan
                 .as_ref()
                 .map(|plan| serde_json::to_vec(plan).expect("plans serialize")),
+            stage_fds: std::mem::take(&mut prepared.trees),
+            drop_to: prepared.drop_to,
         };
         let spawn = {
             let command = prepared.command.clone();
@@ -982,8 +983,7 @@ impl Job {
 
     fn view_changed(&self) -> Reason {
         Reason::ViewChanged {
-            read: self.spec.sandbox.read.clone(),
-            write: self.spec.sandbox.write.clone(),
+            grants: self.spec.sandbox.grants.describe(),
         }
     }
 

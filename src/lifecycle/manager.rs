@@ -96,15 +96,14 @@ impl HostHandle {
     /// that came first).
     pub fn set_direct_view(
         &self,
-        read: Vec<std::path::PathBuf>,
-        write: Vec<std::path::PathBuf>,
+        grants: crate::sandbox::view::FsGrants,
     ) -> impl Future<Output = Result<ViewChange, StartError>> + Send + use<> {
         let id = self.id.to_string();
         let (tx, rx) = oneshot::channel();
         let (restarted_tx, restarted) = oneshot::channel();
         let sent = self
             .control
-            .send(Control::SetView((read, write), tx, restarted_tx))
+            .send(Control::SetView(grants, tx, restarted_tx))
             .is_ok();
         async move {
             let gone = || StartError::Gone { id: id.clone() };
@@ -354,8 +353,8 @@ impl ExtensionHostManager {
             .iter()
             .filter_map(|host| {
                 // A host the broker does not serve keeps the view its embedder gave it.
-                let (read, write) = broker.direct_view(host.id())?;
-                let outcome = host.set_direct_view(read, write);
+                let grants = broker.direct_view(host.id())?;
+                let outcome = host.set_direct_view(grants);
                 let id = host.id().to_owned();
                 Some(async move {
                     match outcome.await {

@@ -210,10 +210,8 @@ pub enum Reason {
     /// The host's grants changed what its sandbox lets it reach directly, so it is stopped and
     /// started again with this view (a running sandbox cannot be narrowed in place).
     ViewChanged {
-        /// Directories it may now read directly.
-        read: Vec<std::path::PathBuf>,
-        /// Directories it may now write directly.
-        write: Vec<std::path::PathBuf>,
+        /// The `fileSystem` grants it now has (what its view is computed from).
+        grants: Vec<String>,
     },
     /// The host is gone after a stop.
     Stopped {
@@ -274,11 +272,13 @@ impl fmt::Display for Reason {
                 write!(f, "killed for exceeding its {limit} limit: {detail}")
             }
             Self::SandboxUnavailable { message } => f.write_str(message),
-            Self::ViewChanged { read, write } => write!(
+            Self::ViewChanged { grants } if grants.is_empty() => {
+                f.write_str("grants changed its sandbox: no file-system grants left")
+            }
+            Self::ViewChanged { grants } => write!(
                 f,
-                "grants changed its sandbox: {} folder(s) readable, {} writable",
-                read.len(),
-                write.len()
+                "grants changed its sandbox: now {}",
+                grants.join(", ")
             ),
             Self::Stopped { how } => f.write_str(match how {
                 StopOutcome::NotRunning => "no process was running",

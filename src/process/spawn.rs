@@ -134,7 +134,7 @@ impl SpawnedHost {
 }
 
 /// How a host process is isolated when it is spawned.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Isolation {
     /// Run the host as PID 1 of its own PID namespace, with a shim outside.
     pub pid_namespace: bool,
@@ -147,6 +147,11 @@ pub struct Isolation {
     /// A plan for the sandbox stage, sent on its channel at fd 4. The spawned program then gets
     /// an empty environment: the stage sets the host's.
     pub stage_plan: Option<Vec<u8>>,
+    /// Fds sent ahead of the plan (detached mount trees for the host's root).
+    pub stage_fds: Vec<std::os::fd::OwnedFd>,
+    /// The user and group a root supervisor's child becomes before anything else it does for
+    /// the host (after joining the cgroups).
+    pub drop_to: Option<(u32, u32)>,
 }
 
 impl Default for Isolation {
@@ -161,6 +166,8 @@ impl Default for Isolation {
             extra_namespaces: 0,
             cgroups: Vec::new(),
             stage_plan: None,
+            stage_fds: Vec::new(),
+            drop_to: None,
         }
     }
 }
@@ -195,6 +202,13 @@ pub fn spawn_host(
             // reads it does not run yet: written non-blocking, so a plan too large fails here
             // with a message instead of waiting forever.
             ours.set_nonblocking(true).map_err(io_err)?;
+            for batch in isolation
+                .stage_fds
+                .chunks(crate::sandbox::stage::MAX_FDS_PER_MESSAGE)
+            {
+                let borrowed: Vec<_> = batch.iter().map(std::os::fd::AsFd::as_fd).collect();
+                sys::send_fds(&ours, &borrowed).map_err(io_err)?;
+            }
             std::io::Write::write_all(&mut ours, plan).map_err(|err| {
                 io_err(io::Error::new(
                     err.kind(),
@@ -246,6 +260,7 @@ pub fn spawn_host(
         user_namespace: isolation.user_namespace.then(IdMaps::identity),
         cgroups: isolation.cgroups.clone(),
         keep_caps_for_stage: stage.is_some(),
+        drop_to: isolation.drop_to,
     };
     // SAFETY: `contain_in_child` is written for the pre-exec context (no allocation, only
     // async-signal-safe calls) and `plan` is fully built before the fork.

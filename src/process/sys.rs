@@ -31,6 +31,9 @@ pub struct ContainPlan {
     /// ambient capabilities), for a sandbox stage that mounts its private `/tmp` and then drops
     /// every capability. Without this a non-root user's `exec` clears them.
     pub keep_caps_for_stage: bool,
+    /// Become this user and group (a root supervisor's host never runs as root), after joining
+    /// the cgroups and before creating the namespaces, which the new user then owns.
+    pub drop_to: Option<(libc::uid_t, libc::gid_t)>,
 }
 
 /// Pre-rendered `/proc/self/{uid,gid}_map` lines mapping the caller's ids onto themselves.
@@ -142,6 +145,11 @@ pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     // Whatever the embedding process left open without close-on-exec (a C library's log file, a
     // socket) must not reach the host: everything above the fds placed here closes at exec.
     cloexec_from(last + 1);
+    if let Some((uid, gid)) = plan.drop_to {
+        drop_to(uid, gid)?;
+        // A change of credentials clears the parent-death signal: arm it again.
+        arm_death_signal(plan.parent_pid)?;
+    }
     if !plan.pid_namespace || unshare_namespaces(plan).is_err() {
         return Ok(());
     }
@@ -577,5 +585,260 @@ pub(crate) fn raw_syscall(nr: libc::c_long, args: [usize; 3]) -> io::Result<libc
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
+    }
+}
+
+// The new mount API (Linux 5.12): detached mount trees with attributes, moved into place. The
+// sandbox builds each host's root from these, so that a path is bound with its flags in one step
+// and from an fd, never re-resolved by name.
+
+/// `open_tree` flag: clone the mount tree instead of opening it.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `open_tree` / `mount_setattr` flag: the whole tree beneath, not just the top mount.
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+/// `move_mount` flag: the source is the fd itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+
+/// Mount attributes a host's mounts get (see `mount_setattr(2)`).
+pub mod mount_attr {
+    /// Read-only.
+    pub const RDONLY: u64 = 0x0000_0001;
+    /// setuid and setgid bits and file capabilities ignored.
+    pub const NOSUID: u64 = 0x0000_0002;
+    /// Device files unusable.
+    pub const NODEV: u64 = 0x0000_0004;
+    /// Nothing executable.
+    pub const NOEXEC: u64 = 0x0000_0008;
+    /// Ids mapped through a user namespace.
+    pub const IDMAP: u64 = 0x0010_0000;
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn owned(ret: libc::c_long) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Opens `path` as an `O_PATH` fd without following any symbolic link on the way
+/// (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`), relative to `dir` when given.
+///
+/// # Errors
+/// The errno of `openat2`: `ELOOP` when a component is a symbolic link, `ENOENT`, ...
+pub fn open_path_no_symlinks(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    path: &std::path::Path,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let name = c_path(path)?;
+    let how = libc::open_how {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `name` is nul-terminated and `how` is a valid open_how of the size passed.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            name.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })
+}
+
+/// A detached copy of the mount tree at `fd` (and every mount beneath it), which only this fd
+/// holds until [`move_mount`] attaches it.
+///
+/// # Errors
+/// The errno of `open_tree`: `EPERM` without `CAP_SYS_ADMIN` over the mount namespace, `EINVAL`
+/// when `fd` belongs to another mount namespace.
+pub fn clone_tree(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | AT_RECURSIVE
+        | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an empty nul-terminated path with AT_EMPTY_PATH names the fd itself.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })
+}
+
+/// Sets `set` (and clears `clear`) on the mount at `fd` and every mount beneath it; with
+/// `userns`, maps ids through that user namespace (`mount_attr::IDMAP` in `set`).
+///
+/// # Errors
+/// The errno of `mount_setattr`.
+pub fn set_mount_attributes(
+    fd: std::os::fd::BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+    userns: Option<std::os::fd::BorrowedFd<'_>>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |u| u64::try_from(u.as_raw_fd()).unwrap_or(0)),
+    };
+    let flags = AT_RECURSIVE | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: `attr` is a valid mount_attr of the size passed; the path is the empty string.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Attaches the detached tree `fd` at `target`.
+///
+/// # Errors
+/// The errno of `move_mount`.
+pub fn move_mount(fd: std::os::fd::BorrowedFd<'_>, target: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let target = c_path(target)?;
+    // SAFETY: both paths are nul-terminated; the source is the fd itself.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Gives up root in the pre-exec child of a root supervisor: no supplementary groups, then the
+/// group and the user, all three ids of each. Only plain syscalls: safe between fork and exec.
+fn drop_to(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: setgroups with a null list of length 0, and setres[ug]id with integers.
+    unsafe {
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setresgid(gid, gid, gid))?;
+        check(libc::setresuid(uid, uid, uid))?;
+    }
+    Ok(())
+}
+
+/// Takes the Unix socket a parent placed at `fd` for this process, once: a second call, or an
+/// fd that is not a socket, gives `None`.
+pub fn take_inherited_socket(fd: RawFd) -> Option<std::os::unix::net::UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: fstat only writes the stat buffer.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &raw mut stat) } != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
+    {
+        return None;
+    }
+    // SAFETY: the fd is open, is a socket, and is taken here at most once per process; the
+    // parent handed it over for this process to own.
+    Some(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+}
+
+/// One `recvmsg`: bytes into `buf`, and the fds that came with them (up to `max_fds`), owned
+/// and close-on-exec.
+///
+/// # Errors
+/// The errno of `recvmsg`; `EMSGSIZE` when more fds came than there was room for (the extra
+/// ones are closed by the kernel).
+pub fn recv_with_fds(
+    socket: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut space = vec![0u8; nix::sys::socket::cmsg_space::<RawFd>() * max_fds.max(1)];
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            // SAFETY: SCM_RIGHTS just installed these fds in this process; nothing else knows them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if truncated {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Sends `fds` with one NUL byte (the stage's channel carries batches of fds ahead of its plan).
+///
+/// # Errors
+/// The errno of `sendmsg`.
+pub fn send_fds(
+    socket: &std::os::unix::net::UnixStream,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let iov = [io::IoSlice::new(&[0u8])];
+    let sent = sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(io::Error::from)?;
+    if sent == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EAGAIN))
     }
 }

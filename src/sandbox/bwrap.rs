@@ -1,24 +1,31 @@
-//! The bubblewrap command line for a host.
+//! The bubblewrap command line for a host: bubblewrap makes the namespaces, the stage inside
+//! builds the host's root from the same view as every other backend.
+//!
+//! bubblewrap's own root for the stage is a tmpfs holding a fresh `/proc`, a minimal `/dev`, an
+//! empty `/tmp` (where the stage assembles the host's root) and the supervisor's tree read-write
+//! at [`HOST_ROOT`], the stage's only way to reach the paths of the view when the supervisor is
+//! a user (a root supervisor sends them as mount trees instead). The stage keeps
+//! `CAP_SYS_ADMIN` in bubblewrap's user namespace to build the root, then `pivot_root`s into it,
+//! detaches everything else, and drops every capability before the host runs.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// What the host sees through bubblewrap.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    /// Bound read-only at the same path.
-    pub read: Vec<PathBuf>,
-    /// Bound read-write at the same path.
-    pub write: Vec<PathBuf>,
-    /// Size of the private `/tmp` in bytes.
-    pub tmp_bytes: u64,
+/// Where the stage finds the supervisor's tree inside bubblewrap.
+pub const HOST_ROOT: &str = "/run/host";
+
+/// What bubblewrap is asked for.
+#[derive(Debug, Clone)]
+pub struct Namespaces {
     /// Keep the network namespace of the supervisor (profiles with `network.allow`).
     pub share_network: bool,
+    /// The stage executable.
+    pub stage: PathBuf,
 }
 
 /// The arguments after `bwrap`, ending with `-- <stage> <stage arg>`.
 #[must_use]
-pub fn args(view: &View, stage: &Path, cwd: &Path) -> Vec<OsString> {
+pub fn args(namespaces: &Namespaces) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--unshare-user",
         "--disable-userns",
@@ -33,47 +40,31 @@ pub fn args(view: &View, stage: &Path, cwd: &Path) -> Vec<OsString> {
         "--clearenv",
         "--cap-drop",
         "ALL",
+        // For the stage alone: it builds the host's root, then drops both.
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        "--cap-add",
+        "CAP_SETPCAP",
         "--proc",
         "/proc",
-        // bubblewrap covers /proc/irq and /proc/bus but not always /proc/sys; read-only
-        // sysctls are all a host needs.
-        "--ro-bind",
-        "/proc/sys",
-        "/proc/sys",
         "--dev",
         "/dev",
-        "--remount-ro",
-        "/dev",
-        "--size",
+        "--dir",
+        "/tmp",
+        "--bind",
+        "/",
+        HOST_ROOT,
+        "--chdir",
+        "/",
     ]
     .into_iter()
     .map(OsString::from)
     .collect();
-    if !view.share_network {
+    if !namespaces.share_network {
         args.insert(0, "--unshare-net".into());
     }
-    args.push(view.tmp_bytes.to_string().into());
-    args.extend(["--tmpfs", "/tmp"].map(OsString::from));
-    // Parents before children, so a bind inside another bind lands on top of it; writable
-    // before read-only at the same depth does not matter, since paths are distinct.
-    let mut binds: Vec<(&Path, bool)> = view
-        .read
-        .iter()
-        .map(|p| (p.as_path(), false))
-        .chain(view.write.iter().map(|p| (p.as_path(), true)))
-        .chain(std::iter::once((stage, false)))
-        .collect();
-    binds.sort_by_key(|(p, _)| p.components().count());
-    binds.dedup_by_key(|(p, _)| p.to_path_buf());
-    for (path, writable) in binds {
-        args.push(if writable { "--bind" } else { "--ro-bind" }.into());
-        args.push(path.into());
-        args.push(path.into());
-    }
-    args.push("--chdir".into());
-    args.push(cwd.into());
     args.push("--".into());
-    args.push(stage.into());
+    args.push(namespaces.stage.clone().into());
     args.push(super::stage::STAGE_ARG.into());
     args
 }
@@ -83,21 +74,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parents_are_bound_before_children_and_tmp_comes_first() {
-        let view = View {
-            read: vec!["/tmp/x/ext".into(), "/usr".into()],
-            write: vec!["/tmp/x/ext/storage".into()],
-            tmp_bytes: 1 << 20,
+    fn the_stage_runs_last_with_the_host_tree_at_its_place() {
+        let args: Vec<String> = args(&Namespaces {
             share_network: false,
-        };
-        let args: Vec<String> = args(&view, Path::new("/opt/stage"), Path::new("/tmp/x/ext"))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
-        let at = |s: &str| args.iter().position(|a| a == s).unwrap();
-        assert!(at("/tmp") < at("/usr"));
-        assert!(at("/tmp/x/ext") < at("/tmp/x/ext/storage"));
+            stage: "/opt/stage".into(),
+        })
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
         assert_eq!(args[0], "--unshare-net");
         assert_eq!(args[args.len() - 2], "/opt/stage");
+        let bind = args.iter().position(|a| a == "--bind").unwrap();
+        assert_eq!(&args[bind + 1..bind + 3], ["/", HOST_ROOT]);
     }
 }

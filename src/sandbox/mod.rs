@@ -29,6 +29,8 @@ mod seccomp;
 pub mod stage;
 
 pub mod prepare;
+pub mod root;
+pub mod view;
 pub mod watch;
 
 use std::fmt;
@@ -343,6 +345,12 @@ pub struct SandboxSettings {
     pub stage: Option<PathBuf>,
     /// The cgroup under which hosts get their own cgroups; `None` detects one.
     pub cgroup_parent: Option<PathBuf>,
+    /// The supervisor's own files and folders (its config, grants, state and runtime folder):
+    /// in no host's view, whatever it was granted.
+    pub private: Vec<PathBuf>,
+    /// The unprivileged user and group a root supervisor runs its hosts as (the host never
+    /// runs as the machine's root). Default: 65534 (`nobody`/`nogroup`).
+    pub host_user: (u32, u32),
 }
 
 impl Default for SandboxSettings {
@@ -351,21 +359,22 @@ impl Default for SandboxSettings {
             bwrap: PathBuf::from("bwrap"),
             stage: None,
             cgroup_parent: None,
+            private: Vec::new(),
+            host_user: (65534, 65534),
         }
     }
 }
 
-/// The sandbox for one host: a profile, the helpers, and what its grants let it see.
+/// The sandbox for one host: a profile, the helpers, and what its grants let it reach.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
     /// The profile.
     pub profile: Arc<Profile>,
     /// Helpers.
     pub settings: Arc<SandboxSettings>,
-    /// Directories the host may read directly (from its granted `fileSystem.read`).
-    pub read: Vec<PathBuf>,
-    /// Directories the host may write directly (from its granted `fileSystem.write`).
-    pub write: Vec<PathBuf>,
+    /// The host's `fileSystem` grants; [`view::compute`] turns them into what the OS shows it at
+    /// each start.
+    pub grants: view::FsGrants,
 }
 
 impl SandboxSpec {
@@ -381,8 +390,7 @@ impl SandboxSpec {
         Self {
             profile: Arc::new(profile),
             settings: Arc::new(settings),
-            read: Vec::new(),
-            write: Vec::new(),
+            grants: view::FsGrants::default(),
         }
     }
 
@@ -393,47 +401,4 @@ impl SandboxSpec {
             .expect("the none profile is valid");
         Self::new(profile, SandboxSettings::default())
     }
-}
-
-/// The directories a host may read and write directly, from its effective permissions: the
-/// literal prefix of each granted `fileSystem.read`/`write` workspace scope (`src/**` gives
-/// `<workspace>/src`). Globs narrower than a directory are widened to it here and narrowed again
-/// by the broker. A permission with any scoped deny is left out of the direct view entirely,
-/// because the OS layers cannot subtract a path: such an extension goes through the broker.
-#[must_use]
-pub fn direct_view(
-    permissions: &crate::permissions::ExtensionPermissions,
-    workspace: &[PathBuf],
-) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    use crate::permissions::{Permission, Scope, ScopeRoot};
-    let dirs = |permission: Permission| -> Vec<PathBuf> {
-        if permissions.has_scoped_deny(permission) {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for request in permissions.allowed() {
-            if request.permission != permission {
-                continue;
-            }
-            let prefix: PathBuf = match &request.scope {
-                None => PathBuf::new(),
-                Some(Scope::Path {
-                    root: ScopeRoot::Workspace,
-                    glob,
-                }) => glob
-                    .iter()
-                    .take_while(|seg| !seg.contains(['*', '?', '[']))
-                    .collect(),
-                Some(_) => continue,
-            };
-            out.extend(workspace.iter().map(|w| w.join(&prefix)));
-        }
-        out.sort();
-        out.dedup();
-        out
-    };
-    (
-        dirs(Permission::FileSystemRead),
-        dirs(Permission::FileSystemWrite),
-    )
 }

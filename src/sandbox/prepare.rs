@@ -1,15 +1,20 @@
 //! Turning a host's command and a [`SandboxSpec`] into what `spawn_host` runs.
 
 use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::cgroup::{Controller, HostCgroup};
 use super::probe::{Probe, find_executable};
-use super::stage::{LandlockPlan, MountPlan, Rlimits, StagePlan, StageReport};
+use super::root::{Bind, RootPlan};
+use super::stage::{LandlockPlan, Rlimits, StagePlan, StageReport};
+use super::view::{self, EntryKind, Rights, View, ViewRequest};
 use super::{
     Backend, Enforcement, EnforcementReport, Layer, LayerReport, SandboxError, SandboxSpec, bwrap,
 };
 use crate::process::HostCommand;
+use crate::process::sys::{self, mount_attr};
 
 /// A host start, sandboxed: what to spawn and how, and what is known about its enforcement
 /// before it runs.
@@ -29,6 +34,13 @@ pub struct Prepared {
     pub watchdog: Watchdog,
     /// The layers known before the host runs; the stage adds its own.
     pub report: EnforcementReport,
+    /// What the host may reach directly, as computed for this start.
+    pub view: View,
+    /// Detached mount trees the stage attaches (a root supervisor clones them, since the
+    /// unprivileged host user may not reach every path), sent with the plan.
+    pub trees: Vec<OwnedFd>,
+    /// The unprivileged user and group a root supervisor's pre-exec child becomes.
+    pub drop_to: Option<(u32, u32)>,
 }
 
 /// Namespaces made in the pre-exec child.
@@ -36,7 +48,7 @@ pub struct Prepared {
 pub struct Namespaces {
     /// A PID namespace with the shim outside it.
     pub pid: bool,
-    /// A user namespace (not root).
+    /// A user namespace.
     pub user: bool,
     /// Mount, network, IPC and UTS namespaces as well.
     pub extra: libc::c_int,
@@ -91,6 +103,8 @@ fn merge(report: &mut EnforcementReport, entry: LayerReport) {
         {
             *existing = entry;
         }
+        // The stage's verdict on the file system is the whole of it: the root and Landlock.
+        Some(existing) if entry.layer == Layer::Filesystem => *existing = entry,
         Some(existing) => {
             if entry.enforcement > existing.enforcement {
                 existing.enforcement = entry.enforcement;
@@ -108,11 +122,12 @@ fn mark_required(report: &mut EnforcementReport, required: &[Layer]) {
     report.layers.sort_by_key(|l| l.layer);
 }
 
+/// A required layer must be fully enforced: "partially" names a gap the profile did not accept.
 fn check_required(report: &EnforcementReport, backend: Backend) -> Result<(), SandboxError> {
     match report
         .layers
         .iter()
-        .find(|l| l.required && l.enforcement == Enforcement::NotEnforced)
+        .find(|l| l.required && l.enforcement != Enforcement::FullyEnforced)
     {
         Some(missing) => Err(SandboxError::Unavailable {
             profile: report.profile.clone(),
@@ -151,10 +166,9 @@ pub fn namespaces_entry(host_pid: u32) -> LayerReport {
             shared.join(", ")
         )
     };
-    // Root needs no user namespace to be contained; everyone else does.
-    let enough = shared
-        .iter()
-        .all(|n| *n == "user" && crate::process::sys::is_root());
+    // Every host has a user namespace of its own, a root supervisor's too (its hosts run as an
+    // unprivileged user).
+    let enough = shared.is_empty();
     match (own.is_empty(), enough) {
         (true, _) => LayerReport::missing(Layer::Namespaces, detail),
         (false, true) => LayerReport::full(Layer::Namespaces, detail),
@@ -176,11 +190,113 @@ fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|r| path.starts_with(r))
 }
 
+/// What the host program needs beyond the profile's runtime: its own installation and the
+/// folders of its script arguments (the embedded node-host).
+fn runtime_paths(profile_runtime: &[PathBuf], program: &Path, args: &[OsString]) -> Vec<PathBuf> {
+    let mut runtime: Vec<PathBuf> = profile_runtime.to_vec();
+    let canonical: Vec<PathBuf> = runtime
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    if !under_any(program, &canonical)
+        && let Some(prefix) = install_prefix(program)
+    {
+        runtime.push(prefix);
+    }
+    for arg in args {
+        let path = Path::new(arg);
+        if path.is_absolute() && path.exists() {
+            let dir = if path.is_dir() {
+                Some(path)
+            } else {
+                path.parent()
+            };
+            runtime.extend(dir.map(Path::to_path_buf));
+        }
+    }
+    runtime
+}
+
+/// The binds of the minimal root, and for a root supervisor the trees to send: each cloned
+/// from the path now, with its flags set, so the unprivileged host user needs no access to the
+/// folders above it.
+fn binds(view: &View, clone_trees: bool) -> Result<(Vec<Bind>, Vec<OwnedFd>), SandboxError> {
+    let mut binds = Vec::new();
+    let mut trees = Vec::new();
+    for entry in &view.entries {
+        let writable = entry.rights.changes();
+        let exec = entry.rights.contains(Rights::EXEC);
+        let mut bind = Bind {
+            path: entry.path.clone(),
+            kind: entry.kind.clone(),
+            writable,
+            exec,
+            tree: None,
+            identity: None,
+        };
+        if !matches!(entry.kind, EntryKind::Symlink(_)) {
+            let Ok(meta) = std::fs::symlink_metadata(&entry.path) else {
+                continue;
+            };
+            bind.identity = Some((meta.dev(), meta.ino()));
+            if clone_trees {
+                let tree = sys::open_path_no_symlinks(None, &entry.path)
+                    .and_then(|fd| sys::clone_tree(fd.as_fd()))
+                    .and_then(|tree| {
+                        let mut set = mount_attr::NOSUID | mount_attr::NODEV;
+                        if !writable {
+                            set |= mount_attr::RDONLY;
+                        }
+                        if !exec {
+                            set |= mount_attr::NOEXEC;
+                        }
+                        sys::set_mount_attributes(tree.as_fd(), set, 0, None).map(|()| tree)
+                    })
+                    .map_err(|err| {
+                        SandboxError::Setup(format!(
+                            "cannot prepare {} for the host's root: {err}",
+                            entry.path.display()
+                        ))
+                    })?;
+                bind.tree = Some(trees.len());
+                trees.push(tree);
+            }
+        }
+        binds.push(bind);
+    }
+    Ok((binds, trees))
+}
+
+/// Makes `storage` belong to the host user of a root supervisor, so the host can write it.
+fn give_storage(storage: &Path, (uid, gid): (u32, u32)) -> Result<(), SandboxError> {
+    let fail = |err: std::io::Error| {
+        SandboxError::Setup(format!(
+            "cannot give the storage folder {} to the host user {uid}: {err}",
+            storage.display()
+        ))
+    };
+    let meta = std::fs::symlink_metadata(storage).map_err(fail)?;
+    if meta.uid() == uid && meta.gid() == gid {
+        return Ok(());
+    }
+    let mut stack = vec![storage.to_owned()];
+    while let Some(path) = stack.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(fail)?;
+        if std::fs::symlink_metadata(&path).map_err(fail)?.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(fail)? {
+                stack.push(entry.map_err(fail)?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Plans the start of `command` for extension `id` under `sandbox`.
 ///
 /// # Errors
 /// [`SandboxError::Unavailable`] when the backend cannot run here or a required layer cannot
-/// be enforced; [`SandboxError::Setup`] when the stage executable cannot be found.
+/// be enforced; [`SandboxError::Setup`] when the stage executable cannot be found or the root
+/// cannot be prepared.
 #[allow(clippy::too_many_lines)] // the layers in report order; each is a few lines
 pub fn prepare(
     id: &str,
@@ -191,6 +307,7 @@ pub fn prepare(
 ) -> Result<Prepared, SandboxError> {
     let profile = &sandbox.profile;
     let settings = &sandbox.settings;
+    let root = sys::is_root();
     let mut report = EnforcementReport {
         profile: profile.name.clone(),
         backend: profile.backend,
@@ -213,27 +330,15 @@ pub fn prepare(
             "only stdio and the IPC socket (fd 3); everything else closes at exec",
         ),
     );
+    let stage = match &settings.stage {
+        Some(stage) => stage.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| SandboxError::Setup(format!("cannot find the stage executable: {e}")))?,
+    };
+    let stage = std::fs::canonicalize(&stage)
+        .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))?;
     if profile.backend == Backend::None {
-        for entry in &mut report.layers {
-            if entry.detail.is_empty() {
-                entry.detail = "backend `none`: no sandbox".into();
-            }
-        }
-        mark_required(&mut report, &profile.required);
-        check_required(&report, Backend::None)?;
-        return Ok(Prepared {
-            backend: Backend::None,
-            command: command.clone(),
-            plan: None,
-            namespaces: Namespaces {
-                pid: true,
-                user: !crate::process::sys::is_root(),
-                extra: 0,
-            },
-            cgroup: None,
-            watchdog: Watchdog::default(),
-            report,
-        });
+        return prepare_none(id, command, &stage, extension_path, report, profile);
     }
 
     let probe = Probe::run(&settings.bwrap, settings.cgroup_parent.as_deref());
@@ -280,54 +385,35 @@ pub fn prepare(
             ),
         ));
     }
-
-    let stage = match &settings.stage {
-        Some(stage) => stage.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| SandboxError::Setup(format!("cannot find the stage executable: {e}")))?,
-    };
-    let stage = std::fs::canonicalize(&stage)
-        .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))?;
     let program = find_executable(&command.program)
         .and_then(|p| std::fs::canonicalize(p).ok())
         .ok_or_else(|| SandboxError::ProgramNotFound(command.program.clone()))?;
 
-    // What the host may read: the runtime, the program's own installation, its script
-    // arguments' folders, the extension, and granted paths. What it may write: storage and
-    // granted paths.
-    let existing = |paths: &mut Vec<PathBuf>| paths.retain(|p| p.exists());
-    let mut read: Vec<PathBuf> = profile.runtime.clone();
-    existing(&mut read);
-    if !under_any(&program, &read)
-        && let Some(prefix) = install_prefix(&program)
-    {
-        read.push(prefix);
+    let runtime = runtime_paths(&profile.runtime, &program, &command.args);
+    let precise = backend.uses_landlock() && landlock_ok;
+    let view = view::compute(
+        &ViewRequest {
+            runtime: &runtime,
+            extension: extension_path,
+            storage: storage_path,
+            profile_read: &profile.read,
+            profile_write: &profile.write,
+            grants: &sandbox.grants,
+            private: &settings.private,
+            protected: &profile.protected,
+            precise,
+        },
+        &mut view::RealTree::default(),
+    );
+    if !view.omitted.is_empty() {
+        tracing::debug!(extension = id, omitted = ?view.omitted, "grants the OS view leaves to the broker");
     }
-    for arg in &command.args {
-        let path = Path::new(arg);
-        if path.is_absolute() && path.exists() {
-            let dir = if path.is_dir() {
-                Some(path)
-            } else {
-                path.parent()
-            };
-            read.extend(dir.map(Path::to_path_buf));
-        }
+    let host_user = root.then_some(settings.host_user);
+    if let (Some(user), Some(storage)) = (host_user, storage_path) {
+        give_storage(storage, user)?;
     }
-    read.push(extension_path.to_owned());
-    read.extend(profile.read.iter().cloned());
-    read.extend(sandbox.read.iter().cloned());
-    let mut write: Vec<PathBuf> = storage_path.map(Path::to_path_buf).into_iter().collect();
-    write.extend(profile.write.iter().cloned());
-    write.extend(sandbox.write.iter().cloned());
-    existing(&mut read);
-    existing(&mut write);
-    for list in [&mut read, &mut write] {
-        list.sort();
-        list.dedup();
-    }
+    let (binds, trees) = binds(&view, root)?;
 
-    let root = crate::process::sys::is_root();
     // Cgroups first: what they cannot do falls to the watchdog and rlimits.
     let cgroup = probe
         .cgroup_parents
@@ -370,27 +456,16 @@ pub fn prepare(
             );
         }
     }
-    let in_user_ns = backend.uses_bwrap() || !root;
     let processes = match cgroup.as_ref().filter(|c| c.has(Controller::Pids)) {
         Some(c) => LayerReport::full(
             Layer::Processes,
             format!("cgroup {} pids limit {}", version(c), limits.pids),
         ),
-        None if in_user_ns => {
+        None => {
             watchdog.pids = Some(limits.pids);
             LayerReport::full(
                 Layer::Processes,
                 format!("RLIMIT_NPROC {} in the host's user namespace", limits.pids),
-            )
-        }
-        None => {
-            watchdog.pids = Some(limits.pids);
-            LayerReport::partial(
-                Layer::Processes,
-                format!(
-                    "no pids cgroup and root has no user namespace for RLIMIT_NPROC: the supervisor kills the host at {} processes",
-                    limits.pids
-                ),
             )
         }
     };
@@ -450,53 +525,33 @@ pub fn prepare(
     let supervisor_mnt_ns = std::fs::read_link("/proc/self/ns/mnt")
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let cwd = command
+        .cwd
+        .clone()
+        .unwrap_or_else(|| extension_path.to_owned());
     let namespaces;
-    let mounts;
     let init;
     let launched: HostCommand;
+    let source;
     if backend.uses_bwrap() {
-        let view = bwrap::View {
-            read: read.clone(),
-            write: write.clone(),
-            tmp_bytes: profile.tmp_bytes,
-            share_network: profile.network,
-        };
         let bwrap_path = probe.bwrap_path.clone().expect("usable bwrap has a path");
         launched = HostCommand {
             program: bwrap_path,
-            args: bwrap::args(
-                &view,
-                &stage,
-                &command
-                    .cwd
-                    .clone()
-                    .unwrap_or_else(|| extension_path.to_owned()),
-            ),
+            args: bwrap::args(&bwrap::Namespaces {
+                share_network: profile.network,
+                stage: stage.clone(),
+            }),
             env: Vec::new(),
             cwd: None,
         };
         namespaces = Namespaces::default();
-        mounts = None;
         init = false;
+        source = PathBuf::from(bwrap::HOST_ROOT);
         merge(
             &mut report,
             LayerReport::full(
                 Layer::Namespaces,
                 "bwrap: own user (nested ones disabled), pid, net, ipc, uts, mount, cgroup",
-            ),
-        );
-        merge(
-            &mut report,
-            LayerReport::full(
-                Layer::Filesystem,
-                "bwrap: empty root, read-only binds of the runtime and extension, writable storage and granted paths, fresh /proc, minimal /dev",
-            ),
-        );
-        merge(
-            &mut report,
-            LayerReport::full(
-                Layer::Tmp,
-                format!("bwrap tmpfs on /tmp, {} MiB", mib(profile.tmp_bytes)),
             ),
         );
         if !profile.network {
@@ -518,65 +573,59 @@ pub fn prepare(
         }
         namespaces = Namespaces {
             pid: true,
-            user: !root,
+            user: true,
             extra,
         };
-        let keep_under_tmp = read
-            .iter()
-            .map(|p| (p.clone(), false))
-            .chain(write.iter().map(|p| (p.clone(), true)))
-            .filter(|(p, _)| p.starts_with("/tmp"))
-            .collect();
-        mounts = Some(MountPlan {
-            tmp_bytes: profile.tmp_bytes,
-            keep_under_tmp,
-            proc: true,
-        });
         init = true;
+        source = PathBuf::from("/");
     }
-    let landlock = backend.uses_landlock().then(|| {
-        let mut read = read.clone();
-        read.push(stage.clone());
-        LandlockPlan {
-            read,
-            write: write.clone(),
-            private_proc_and_tmp: backend.uses_bwrap(),
-        }
+    let landlock = backend.uses_landlock().then(|| LandlockPlan {
+        rules: view
+            .entries
+            .iter()
+            .filter(|e| !matches!(e.kind, EntryKind::Symlink(_)))
+            .map(|e| (e.path.clone(), e.rights))
+            .collect(),
+    });
+    // The user namespace gets its id maps from the stage, the first process in it that holds
+    // none of the supervisor's memory; a root supervisor's child has become the host user first.
+    let (uid, gid) = host_user.unwrap_or_else(|| {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
     });
     let plan = StagePlan {
         program,
         args,
         env,
-        cwd: command
-            .cwd
-            .clone()
-            .unwrap_or_else(|| extension_path.to_owned()),
+        cwd,
         supervisor_mnt_ns,
-        mounts,
+        root: Some(RootPlan {
+            source,
+            binds,
+            tmp_bytes: profile.tmp_bytes,
+            proc: true,
+        }),
         landlock,
+        confine: true,
         network: profile.network,
         rlimits: Rlimits {
             open_files: limits.open_files,
             file_size: limits.file_size_bytes,
-            processes: in_user_ns.then_some(limits.pids),
+            processes: Some(limits.pids),
         },
         required: profile.required.clone(),
         init,
-        // The landlock backend's user namespace gets its id maps from the stage, the first
-        // process in it that holds none of the supervisor's memory.
-        id_maps: (namespaces.user && !backend.uses_bwrap()).then(|| {
-            (
-                nix::unistd::getuid().as_raw(),
-                nix::unistd::getgid().as_raw(),
-            )
-        }),
+        id_maps: (!backend.uses_bwrap()).then_some((uid, gid)),
+        trees: trees.len(),
     };
     mark_required(&mut report, &profile.required);
     // Layers the supervisor alone decides are checked now; the rest when the stage reports.
     for layer in [Layer::Memory, Layer::Processes, Layer::Cpu] {
         if let Some(entry) = report
             .layer(layer)
-            .filter(|e| e.required && e.enforcement == Enforcement::NotEnforced)
+            .filter(|e| e.required && e.enforcement != Enforcement::FullyEnforced)
         {
             return Err(unavailable(layer, backend, entry.detail.clone()));
         }
@@ -589,5 +638,96 @@ pub fn prepare(
         cgroup,
         watchdog,
         report,
+        view,
+        trees,
+        drop_to: host_user,
+    })
+}
+
+/// Backend `none`: no sandbox. A user's host still gets a PID namespace (inside a user
+/// namespace whose maps the stage writes, so it runs as the user and not as the overflow id),
+/// so that nothing it starts outlives it; a root supervisor's host runs as root, which the
+/// warning at every start says.
+fn prepare_none(
+    id: &str,
+    command: &HostCommand,
+    stage: &Path,
+    extension_path: &Path,
+    mut report: EnforcementReport,
+    profile: &super::Profile,
+) -> Result<Prepared, SandboxError> {
+    for entry in &mut report.layers {
+        if entry.detail.is_empty() {
+            entry.detail = "backend `none`: no sandbox".into();
+        }
+    }
+    mark_required(&mut report, &profile.required);
+    check_required(&report, Backend::None)?;
+    let root = sys::is_root();
+    let (command, plan) = if root {
+        (command.clone(), None)
+    } else {
+        let program = find_executable(&command.program)
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .ok_or_else(|| SandboxError::ProgramNotFound(command.program.clone()))?;
+        let mut env: Vec<(OsString, OsString)> = crate::process::ENV_PASSTHROUGH
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(*name), v)))
+            .collect();
+        env.extend(command.env.iter().cloned());
+        env.push((
+            "DSCODE_IPC_FD".into(),
+            crate::process::IPC_FD.to_string().into(),
+        ));
+        env.push(("DSCODE_EXTENSION_ID".into(), id.into()));
+        let plan = StagePlan {
+            program,
+            args: command.args.clone(),
+            env,
+            cwd: command
+                .cwd
+                .clone()
+                .unwrap_or_else(|| extension_path.to_owned()),
+            supervisor_mnt_ns: String::new(),
+            root: None,
+            landlock: None,
+            confine: false,
+            network: true,
+            rlimits: Rlimits {
+                open_files: 0,
+                file_size: 0,
+                processes: None,
+            },
+            required: Vec::new(),
+            init: true,
+            id_maps: Some((
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )),
+            trees: 0,
+        };
+        let launched = HostCommand {
+            program: stage.to_owned(),
+            args: vec![super::stage::STAGE_ARG.into()],
+            env: Vec::new(),
+            cwd: None,
+        };
+        (launched, Some(plan))
+    };
+    Ok(Prepared {
+        backend: Backend::None,
+        command,
+        plan,
+        namespaces: Namespaces {
+            pid: true,
+            user: !root,
+            extra: 0,
+        },
+        cgroup: None,
+        watchdog: Watchdog::default(),
+        report,
+        view: View::default(),
+        trees: Vec::new(),
+        drop_to: None,
     })
 }

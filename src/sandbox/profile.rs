@@ -34,6 +34,9 @@ pub struct Profile {
     pub read: Vec<PathBuf>,
     /// More writable paths.
     pub write: Vec<PathBuf>,
+    /// Names that stay read-only inside writable folders unless a grant writes them out
+    /// (default: [`super::view::PROTECTED`]).
+    pub protected: Vec<String>,
     /// Size of the private `/tmp`, in bytes.
     pub tmp_bytes: u64,
     /// Whether the host may open sockets itself. Profiles shipped here say no: network access
@@ -129,6 +132,8 @@ struct RawFilesystem {
     read: Vec<PathBuf>,
     #[serde(default)]
     write: Vec<PathBuf>,
+    #[serde(default)]
+    protected: Option<Vec<String>>,
     #[serde(default = "default_tmp_mb")]
     tmp_size_mb: u64,
 }
@@ -139,6 +144,7 @@ impl Default for RawFilesystem {
             runtime: Vec::new(),
             read: Vec::new(),
             write: Vec::new(),
+            protected: None,
             tmp_size_mb: default_tmp_mb(),
         }
     }
@@ -305,6 +311,20 @@ impl Profile {
                 ));
             }
         }
+        let protected = match raw.filesystem.protected {
+            None => super::view::PROTECTED.iter().map(|s| (*s).to_owned()).collect(),
+            Some(names) => {
+                for name in &names {
+                    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                        return Err(invalid(
+                            "filesystem.protected",
+                            format!("has {name:?}; entries are file or folder names such as \".git\""),
+                        ));
+                    }
+                }
+                names
+            }
+        };
         let limits = &raw.limits;
         for (key, value, min) in [
             ("limits.memory_mb", limits.memory_mb, 32),
@@ -325,6 +345,7 @@ impl Profile {
             runtime: raw.filesystem.runtime,
             read: raw.filesystem.read,
             write: raw.filesystem.write,
+            protected,
             tmp_bytes: raw.filesystem.tmp_size_mb.saturating_mul(MIB),
             network: raw.network.allow,
             limits: Limits {

@@ -18,6 +18,8 @@ use landlock::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::root::{self, RootPlan};
+use super::view::Rights;
 use super::{Enforcement, Layer, LayerReport};
 use crate::process::sys;
 
@@ -42,12 +44,15 @@ pub struct StagePlan {
     /// Its working directory.
     pub cwd: PathBuf,
     /// The supervisor's mount namespace (`mnt:[inode]`): the stage mounts nothing unless its own
-    /// differs, so a failed unshare can never mount over the supervisor's `/tmp`.
+    /// differs, so a failed unshare can never mount over the supervisor's tree.
     pub supervisor_mnt_ns: String,
-    /// Mounts to make in the stage's own mount namespace (Landlock backend).
-    pub mounts: Option<MountPlan>,
+    /// The minimal root to build and enter.
+    pub root: Option<RootPlan>,
     /// Landlock rules, when the backend uses Landlock.
     pub landlock: Option<LandlockPlan>,
+    /// Apply the confining layers (limits, capabilities, `no_new_privs`, seccomp). Only the
+    /// `none` backend, which runs the stage just to set up its user namespace, says no.
+    pub confine: bool,
     /// Whether the host may open sockets.
     pub network: bool,
     /// Resource limits set with setrlimit.
@@ -56,38 +61,24 @@ pub struct StagePlan {
     pub required: Vec<Layer>,
     /// Stay as PID 1 and run the host as a child (reaping orphans and forwarding signals).
     pub init: bool,
-    /// The supervisor's uid and gid, to map onto themselves in the stage's fresh user
-    /// namespace. The stage writes the maps because it is the first process in the namespace
-    /// that may be dumpable: the forked child before it still holds a copy of the supervisor's
-    /// memory and must stay non-dumpable, and a non-dumpable process cannot write its own maps.
-    /// Without them the namespace's ids read as the overflow id and a file system mounted in it
-    /// (the private `/tmp`) cannot create anything.
+    /// The uid and gid to map onto themselves in the stage's fresh user namespace. The stage
+    /// writes the maps because it is the first process in the namespace that may be dumpable:
+    /// the forked child before it still holds a copy of the supervisor's memory and must stay
+    /// non-dumpable, and a non-dumpable process cannot write its own maps. Without them the
+    /// namespace's ids read as the overflow id and a file system mounted in it (the private
+    /// `/tmp`) cannot create anything.
     #[serde(default)]
     pub id_maps: Option<(u32, u32)>,
+    /// How many fds (detached mount trees) the supervisor sent with the plan.
+    #[serde(default)]
+    pub trees: usize,
 }
 
-/// Mounts for a stage that owns a mount namespace.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MountPlan {
-    /// Size of the private `/tmp` in bytes.
-    pub tmp_bytes: u64,
-    /// Paths under `/tmp` the host must still see (its extension folder, storage, ...), and
-    /// whether each stays writable: the others are bound read-only, since Landlock's rule for the
-    /// private `/tmp` would otherwise reach into them.
-    pub keep_under_tmp: Vec<(PathBuf, bool)>,
-    /// Mount a fresh `/proc` (only valid as PID 1 of a PID namespace).
-    pub proc: bool,
-}
-
-/// Landlock rules.
+/// Landlock rules: each entry of the view with its rights, applied after the new root is `/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LandlockPlan {
-    /// Readable (and executable) paths.
-    pub read: Vec<PathBuf>,
-    /// Readable and writable paths (never executable).
-    pub write: Vec<PathBuf>,
-    /// `/proc` and `/tmp` are the sandbox's own (bubblewrap made them): allow them.
-    pub private_proc_and_tmp: bool,
+    /// Paths and what the host may do at and beneath them.
+    pub rules: Vec<(PathBuf, Rights)>,
 }
 
 /// setrlimit values.
@@ -128,18 +119,12 @@ pub fn run_if_requested() {
 }
 
 fn run() -> ! {
-    // SAFETY: the supervisor placed the stage channel at STAGE_FD; nothing else owns it.
-    #[allow(unsafe_code)]
-    let mut channel = unsafe { UnixStream::from_raw_fd(STAGE_FD) };
-    let mut text = Vec::new();
-    let plan = channel
-        .read_to_end(&mut text)
-        .map_err(|e| format!("reading the plan: {e}"))
-        .and_then(|_| {
-            serde_json::from_slice::<StagePlan>(&text).map_err(|e| format!("bad plan: {e}"))
-        });
-    let plan = match plan {
-        Ok(plan) => plan,
+    let Some(mut channel) = sys::take_inherited_socket(STAGE_FD) else {
+        eprintln!("dscode-exthost stage: no channel to the supervisor at fd {STAGE_FD}");
+        std::process::exit(126);
+    };
+    let (plan, trees) = match receive(&channel) {
+        Ok(received) => received,
         Err(err) => finish(
             &mut channel,
             &StageReport {
@@ -149,7 +134,7 @@ fn run() -> ! {
         ),
     };
     let mut report = StageReport::default();
-    if let Err(err) = apply(&plan, &mut report) {
+    if let Err(err) = apply(&plan, trees, &mut report) {
         report.error = Some(err);
         finish(&mut channel, &report);
     }
@@ -184,6 +169,39 @@ fn run() -> ! {
     std::process::exit(127);
 }
 
+/// Reads the plan and the fds sent with it, to end of file. Each batch of fds arrives with one
+/// NUL byte ahead of the plan's JSON, which never starts with one.
+fn receive(channel: &UnixStream) -> Result<(StagePlan, Vec<Option<OwnedFd>>), String> {
+    let mut text = Vec::new();
+    let mut fds: Vec<Option<OwnedFd>> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let (n, received) = sys::recv_with_fds(channel, &mut buf, MAX_FDS_PER_MESSAGE)
+            .map_err(|e| format!("reading the plan: {e}"))?;
+        fds.extend(received.into_iter().map(Some));
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let json = text
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(&text[..0], |start| &text[start..]);
+    let plan: StagePlan = serde_json::from_slice(json).map_err(|e| format!("bad plan: {e}"))?;
+    if fds.len() != plan.trees {
+        return Err(format!(
+            "the plan announced {} mount trees, {} arrived",
+            plan.trees,
+            fds.len()
+        ));
+    }
+    Ok((plan, fds))
+}
+
+/// The most fds one message carries (the kernel's `SCM_MAX_FD` is 253).
+pub const MAX_FDS_PER_MESSAGE: usize = 250;
+
 fn cstring(s: OsString) -> CString {
     CString::new(s.into_vec()).unwrap_or_else(|_| CString::from(c"\u{fffd}"))
 }
@@ -206,9 +224,13 @@ fn required_ok(plan: &StagePlan, entry: &LayerReport) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies every layer in order: mounts, limits, Landlock, capabilities, `no_new_privs`, seccomp.
-#[allow(clippy::too_many_lines)] // one step per layer, in order; splitting hides the order
-fn apply(plan: &StagePlan, report: &mut StageReport) -> Result<(), String> {
+/// Applies every layer in order: id maps, the minimal root, limits, Landlock, capabilities,
+/// `no_new_privs`, seccomp.
+fn apply(
+    plan: &StagePlan,
+    trees: Vec<Option<OwnedFd>>,
+    report: &mut StageReport,
+) -> Result<(), String> {
     let push = |report: &mut StageReport, entry: LayerReport| -> Result<(), String> {
         if let Err(err) = required_ok(plan, &entry) {
             report.failed_layer = Some(entry.layer);
@@ -217,194 +239,138 @@ fn apply(plan: &StagePlan, report: &mut StageReport) -> Result<(), String> {
         report.layers.push(entry);
         Ok(())
     };
-    let mut proc_private = plan
-        .landlock
-        .as_ref()
-        .is_some_and(|l| l.private_proc_and_tmp);
-    let mut tmp_private = proc_private;
     if let Some((uid, gid)) = plan.id_maps {
-        // On failure the private /tmp below fails too, and is reported with its reason.
+        // On failure the root below fails too (nothing can be created in its tmpfs), and is
+        // reported with its reason.
         let _ = std::fs::write("/proc/self/setgroups", "deny")
             .and_then(|()| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")))
             .and_then(|()| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")));
     }
-    if let Some(mounts) = &plan.mounts {
-        let (tmp, proc) = mount_private(plan, mounts);
-        proc_private = proc;
-        tmp_private = tmp.enforcement == Enforcement::FullyEnforced;
+    let root = plan.root.as_ref().map(|root_plan| {
+        if own_mnt_ns() == plan.supervisor_mnt_ns || plan.supervisor_mnt_ns.is_empty() {
+            Err("no mount namespace of its own".to_owned())
+        } else {
+            root::build(root_plan, trees)
+        }
+    });
+    let tmp = match (&root, &plan.root) {
+        (Some(Ok(_)), Some(root_plan)) => LayerReport::full(
+            Layer::Tmp,
+            format!(
+                "private tmpfs on /tmp, {} MiB, noexec",
+                root_plan.tmp_bytes / (1024 * 1024)
+            ),
+        ),
+        (Some(Err(err)), _) => LayerReport::missing(Layer::Tmp, format!("no private root: {err}")),
+        _ => LayerReport::missing(Layer::Tmp, "no private root"),
+    };
+    if plan.confine {
         push(report, tmp)?;
+        push(report, set_limits(&plan.rlimits))?;
     }
-    push(report, set_limits(&plan.rlimits))?;
-    if let Some(landlock) = &plan.landlock {
-        for entry in apply_landlock(landlock, plan.network, proc_private, tmp_private) {
-            push(report, entry)?;
+    let landlock = plan
+        .landlock
+        .as_ref()
+        .map(|l| apply_landlock(l, plan.network, root.as_ref().is_some_and(|r| r.as_ref().is_ok_and(|b| b.proc))));
+    if plan.confine {
+        push(report, filesystem_entry(plan, root.as_ref(), landlock.as_ref()))?;
+        if let Some(landlock) = &landlock
+            && !plan.network
+        {
+            report.layers.push(landlock.network.clone());
+        }
+        push(report, drop_capabilities())?;
+        let nnp = match sys::set_no_new_privs().and_then(|()| sys::no_new_privs()) {
+            Ok(true) => LayerReport::full(Layer::NoNewPrivs, "PR_SET_NO_NEW_PRIVS set"),
+            Ok(false) => {
+                LayerReport::missing(Layer::NoNewPrivs, "PR_SET_NO_NEW_PRIVS did not stick")
+            }
+            Err(err) => LayerReport::missing(Layer::NoNewPrivs, format!("prctl failed: {err}")),
+        };
+        push(report, nnp)?;
+        let seccomp =
+            match super::seccomp::build(plan.network).and_then(|p| super::seccomp::apply(&p)) {
+                Ok(()) => LayerReport::full(Layer::Seccomp, super::seccomp::summary(plan.network)),
+                Err(err) => {
+                    LayerReport::missing(Layer::Seccomp, format!("filter not installed: {err}"))
+                }
+            };
+        let seccomp_on = seccomp.enforcement == Enforcement::FullyEnforced;
+        push(report, seccomp)?;
+        if !plan.network {
+            let entry = if seccomp_on {
+                LayerReport::full(
+                    Layer::Network,
+                    "seccomp: socket() fails with EPERM; only inherited sockets work",
+                )
+            } else {
+                LayerReport::missing(Layer::Network, "no seccomp filter to refuse socket()")
+            };
+            // Another mechanism (a network namespace, Landlock TCP rules) may still cover this;
+            // the supervisor merges the entries, so only refuse here when nothing at all could.
+            report.layers.push(entry);
         }
     }
-    push(report, drop_capabilities())?;
-    let nnp = match sys::set_no_new_privs().and_then(|()| sys::no_new_privs()) {
-        Ok(true) => LayerReport::full(Layer::NoNewPrivs, "PR_SET_NO_NEW_PRIVS set"),
-        Ok(false) => LayerReport::missing(Layer::NoNewPrivs, "PR_SET_NO_NEW_PRIVS did not stick"),
-        Err(err) => LayerReport::missing(Layer::NoNewPrivs, format!("prctl failed: {err}")),
-    };
-    push(report, nnp)?;
-    let seccomp = match super::seccomp::build(plan.network).and_then(|p| super::seccomp::apply(&p))
-    {
-        Ok(()) => LayerReport::full(Layer::Seccomp, super::seccomp::summary(plan.network)),
-        Err(err) => LayerReport::missing(Layer::Seccomp, format!("filter not installed: {err}")),
-    };
-    let seccomp_on = seccomp.enforcement == Enforcement::FullyEnforced;
-    push(report, seccomp)?;
-    if !plan.network {
-        let entry = if seccomp_on {
-            LayerReport::full(
-                Layer::Network,
-                "seccomp: socket() fails with EPERM; only inherited sockets work",
-            )
-        } else {
-            LayerReport::missing(Layer::Network, "no seccomp filter to refuse socket()")
-        };
-        // Another mechanism (a network namespace, Landlock TCP rules) may still cover this; the
-        // supervisor merges the entries, so only refuse here when nothing at all could.
-        report.layers.push(entry);
-    }
     Ok(())
+}
+
+/// The Filesystem entry: what the minimal root and Landlock achieved together.
+fn filesystem_entry(
+    plan: &StagePlan,
+    root: Option<&Result<root::Built, String>>,
+    landlock: Option<&LandlockOutcome>,
+) -> LayerReport {
+    let binds = plan.root.as_ref().map_or(0, |r| r.binds.len());
+    let skipped = match root {
+        Some(Ok(built)) if !built.skipped.is_empty() => {
+            format!("; not bound: {}", built.skipped.join("; "))
+        }
+        _ => String::new(),
+    };
+    match (root, landlock) {
+        (Some(Ok(_)), Some(l)) if l.enforcement == Enforcement::FullyEnforced => LayerReport::full(
+            Layer::Filesystem,
+            format!(
+                "private root of {binds} binds (read-only unless writable, noexec unless executable, nosuid); Landlock: each entry's exact rights{skipped}"
+            ),
+        ),
+        (Some(Ok(_)), Some(l)) => LayerReport::partial(
+            Layer::Filesystem,
+            format!(
+                "private root of {binds} binds; Landlock {:?}: {}; writable folders may allow creating files{skipped}",
+                l.enforcement, l.detail
+            ),
+        ),
+        (Some(Ok(_)), None) => LayerReport::full(
+            Layer::Filesystem,
+            format!(
+                "private root of {binds} binds (read-only unless writable, noexec unless executable, nosuid); no Landlock, so workspace grants are read-only to the OS and writes go through the broker{skipped}"
+            ),
+        ),
+        (Some(Err(err)), Some(l)) | (None, Some(l))
+            if l.enforcement != Enforcement::NotEnforced =>
+        {
+            let why = root
+                .and_then(|r| r.as_ref().err())
+                .map_or_else(|| "none planned".to_owned(), Clone::clone);
+            LayerReport::partial(
+                Layer::Filesystem,
+                format!(
+                    "Landlock only, no private root ({why}): paths outside the view can be examined and their metadata changed"
+                ),
+            )
+        }
+        (Some(Err(err)), _) => {
+            LayerReport::missing(Layer::Filesystem, format!("no private root: {err}"))
+        }
+        (None, _) => LayerReport::missing(Layer::Filesystem, "no private root and no Landlock"),
+    }
 }
 
 fn own_mnt_ns() -> String {
     std::fs::read_link("/proc/self/ns/mnt")
         .map(|p| p.display().to_string())
         .unwrap_or_default()
-}
-
-/// A private `/tmp` (and `/proc`) in the stage's own mount namespace. Paths under `/tmp` the
-/// host needs are carried over by bind mounts from fds opened before the tmpfs hides them.
-#[allow(clippy::too_many_lines)] // the mount sequence reads best in one place
-fn mount_private(plan: &StagePlan, mounts: &MountPlan) -> (LayerReport, bool) {
-    use nix::mount::{MsFlags, mount};
-    use std::os::unix::fs::OpenOptionsExt;
-    if own_mnt_ns() == plan.supervisor_mnt_ns || plan.supervisor_mnt_ns.is_empty() {
-        return (
-            LayerReport::missing(
-                Layer::Tmp,
-                "no mount namespace of its own: /tmp is not private",
-            ),
-            false,
-        );
-    }
-    if let Err(err) = mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    ) {
-        return (
-            LayerReport::missing(Layer::Tmp, format!("cannot make mounts private: {err}")),
-            false,
-        );
-    }
-    // A path that does not exist (yet) is not carried over; its absence is the host's to report.
-    let kept: Vec<(PathBuf, bool, std::fs::File)> = mounts
-        .keep_under_tmp
-        .iter()
-        .filter_map(|(path, writable)| {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                .open(path)
-                .ok()?;
-            Some((path.clone(), *writable, file))
-        })
-        .collect();
-    let options = format!("size={},mode=1777,nr_inodes=65536", mounts.tmp_bytes);
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if let Err(err) = mount(
-        Some("tmpfs"),
-        "/tmp",
-        Some("tmpfs"),
-        flags,
-        Some(options.as_str()),
-    ) {
-        return (
-            LayerReport::missing(Layer::Tmp, format!("cannot mount a tmpfs on /tmp: {err}")),
-            false,
-        );
-    }
-    for (path, writable, file) in &kept {
-        use std::os::fd::AsRawFd;
-        let is_dir = file.metadata().is_ok_and(|m| m.is_dir());
-        let made = if is_dir {
-            std::fs::create_dir_all(path)
-        } else {
-            path.parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(path, b""))
-        };
-        let source = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let bound = made.map_err(|e| e.to_string()).and_then(|()| {
-            mount(
-                Some(source.as_str()),
-                path,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| e.to_string())
-        });
-        let bound = bound.and_then(|()| {
-            if *writable {
-                Ok(())
-            } else {
-                remount_read_only(path)
-            }
-        });
-        if let Err(err) = bound {
-            // Leave no half-built view behind: without the tmpfs the host still sees its files.
-            let _ = nix::mount::umount2("/tmp", nix::mount::MntFlags::MNT_DETACH);
-            return (
-                LayerReport::missing(
-                    Layer::Tmp,
-                    format!(
-                        "cannot carry {} over to the private /tmp: {err}",
-                        path.display()
-                    ),
-                ),
-                false,
-            );
-        }
-    }
-    drop(kept);
-    let proc = mounts.proc
-        && std::process::id() == 1
-        && mount(
-            Some("proc"),
-            "/proc",
-            Some("proc"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        )
-        .is_ok();
-    let mib = mounts.tmp_bytes / (1024 * 1024);
-    (
-        LayerReport::full(Layer::Tmp, format!("private tmpfs on /tmp, {mib} MiB")),
-        proc,
-    )
-}
-
-/// Makes a bind mount read-only, keeping the flags a user namespace may not clear.
-fn remount_read_only(path: &Path) -> Result<(), String> {
-    use nix::mount::{MsFlags, mount};
-    let base = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV;
-    [base, base | MsFlags::MS_NOEXEC]
-        .into_iter()
-        .map(|flags| mount(None::<&str>, path, None::<&str>, flags, None::<&str>))
-        .find(Result::is_ok)
-        .unwrap_or(Err(nix::Error::EPERM))
-        .map_err(|e| format!("read-only remount: {e}"))
 }
 
 fn set_limits(limits: &Rlimits) -> LayerReport {
@@ -437,21 +403,42 @@ fn set_limits(limits: &Rlimits) -> LayerReport {
     }
 }
 
-/// The device files a host may use.
-const DEVICES: &[(&str, bool)] = &[
-    ("/dev/null", true),
-    ("/dev/zero", true),
-    ("/dev/full", true),
-    ("/dev/random", false),
-    ("/dev/urandom", false),
-];
+/// What Landlock achieved.
+struct LandlockOutcome {
+    enforcement: Enforcement,
+    detail: String,
+    network: LayerReport,
+}
 
-fn apply_landlock(
-    plan: &LandlockPlan,
-    network: bool,
-    proc_mounted: bool,
-    tmp_private: bool,
-) -> Vec<LayerReport> {
+/// The Landlock rights for view rights.
+fn access(rights: Rights) -> landlock::BitFlags<AccessFs> {
+    let mut out = landlock::BitFlags::<AccessFs>::empty();
+    if rights.contains(Rights::READ) {
+        out |= AccessFs::ReadFile | AccessFs::ReadDir;
+    }
+    if rights.contains(Rights::WRITE) {
+        out |= AccessFs::WriteFile | AccessFs::Truncate;
+    }
+    if rights.contains(Rights::REMOVE) {
+        out |= AccessFs::RemoveFile | AccessFs::RemoveDir;
+    }
+    if rights.contains(Rights::CREATE) {
+        out |= AccessFs::MakeReg
+            | AccessFs::MakeDir
+            | AccessFs::MakeSym
+            | AccessFs::MakeFifo
+            | AccessFs::MakeSock
+            | AccessFs::Refer
+            | AccessFs::RemoveFile
+            | AccessFs::RemoveDir;
+    }
+    if rights.contains(Rights::EXEC) {
+        out |= AccessFs::Execute;
+    }
+    out
+}
+
+fn apply_landlock(plan: &LandlockPlan, network: bool, proc_mounted: bool) -> LandlockOutcome {
     let result =
         (|| -> Result<(landlock::RestrictionStatus, Vec<String>), landlock::RulesetError> {
             let mut ruleset = Ruleset::default()
@@ -463,12 +450,16 @@ fn apply_landlock(
             ruleset = ruleset.scope(Scope::from_all(LANDLOCK_ABI))?;
             let mut created = ruleset.create()?;
             let mut skipped = Vec::new();
-            let read = AccessFs::from_read(LANDLOCK_ABI);
-            let write = AccessFs::from_all(LANDLOCK_ABI) & !AccessFs::Execute;
-            let mut rules: Vec<(&Path, landlock::BitFlags<AccessFs>)> = Vec::new();
-            rules.extend(plan.read.iter().map(|p| (p.as_path(), read)));
-            rules.extend(plan.write.iter().map(|p| (p.as_path(), write)));
-            for (device, writable) in DEVICES {
+            let tmp = Rights::READ
+                .union(Rights::WRITE)
+                .union(Rights::CREATE)
+                .union(Rights::REMOVE);
+            let mut rules: Vec<(&Path, landlock::BitFlags<AccessFs>)> = plan
+                .rules
+                .iter()
+                .map(|(p, r)| (p.as_path(), access(*r)))
+                .collect();
+            for (device, writable) in root::DEVICES {
                 let access = if *writable {
                     AccessFs::ReadFile | AccessFs::WriteFile
                 } else {
@@ -480,9 +471,7 @@ fn apply_landlock(
                 // The host's own PID namespace's /proc: only the sandbox's processes are there.
                 rules.push((Path::new("/proc"), AccessFs::ReadFile | AccessFs::ReadDir));
             }
-            if tmp_private {
-                rules.push((Path::new("/tmp"), write));
-            }
+            rules.push((Path::new("/tmp"), access(tmp)));
             for (path, access) in rules {
                 match PathFd::new(path) {
                     Ok(fd) => {
@@ -506,35 +495,30 @@ fn apply_landlock(
                 RulesetStatus::PartiallyEnforced => Enforcement::PartiallyEnforced,
                 RulesetStatus::NotEnforced => Enforcement::NotEnforced,
             };
-            let mut detail = format!(
-                "Landlock ({:?}): read-only runtime and extension, writable storage and granted paths, nothing executable where writable",
-                status.ruleset
-            );
-            if !proc_mounted {
-                detail.push_str("; no /proc");
-            }
+            let mut detail = format!("{} rules", plan.rules.len());
             if !skipped.is_empty() {
                 detail = format!("{detail}; absent: {}", skipped.join(", "));
             }
-            let mut out = vec![LayerReport::new(Layer::Filesystem, enforcement, detail)];
-            if !network {
-                let tcp = if enforcement == Enforcement::NotEnforced {
-                    LayerReport::missing(Layer::Network, "no Landlock")
-                } else {
-                    LayerReport::new(
-                        Layer::Network,
-                        enforcement,
-                        "Landlock: TCP bind and connect denied; abstract Unix sockets and signals scoped to the sandbox",
-                    )
-                };
-                out.push(tcp);
+            let network = if enforcement == Enforcement::NotEnforced {
+                LayerReport::missing(Layer::Network, "no Landlock")
+            } else {
+                LayerReport::new(
+                    Layer::Network,
+                    enforcement,
+                    "Landlock: TCP bind and connect denied; abstract Unix sockets and signals scoped to the sandbox",
+                )
+            };
+            LandlockOutcome {
+                enforcement,
+                detail,
+                network,
             }
-            out
         }
-        Err(err) => vec![LayerReport::missing(
-            Layer::Filesystem,
-            format!("Landlock failed: {err}"),
-        )],
+        Err(err) => LandlockOutcome {
+            enforcement: Enforcement::NotEnforced,
+            detail: format!("Landlock failed: {err}"),
+            network: LayerReport::missing(Layer::Network, "no Landlock"),
+        },
     }
 }
 
