@@ -405,7 +405,7 @@ pub fn direct_view(
     permissions: &crate::permissions::ExtensionPermissions,
     workspace: &[PathBuf],
 ) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    use crate::permissions::{Permission, Scope, ScopeRoot};
+    use crate::permissions::{Permission, ScopeRoot};
     let dirs = |permission: Permission| -> Vec<PathBuf> {
         if permissions.has_scoped_deny(permission) {
             return Vec::new();
@@ -415,16 +415,9 @@ pub fn direct_view(
             if request.permission != permission {
                 continue;
             }
-            let prefix: PathBuf = match &request.scope {
-                None => PathBuf::new(),
-                Some(Scope::Path {
-                    root: ScopeRoot::Workspace,
-                    glob,
-                }) => glob
-                    .iter()
-                    .take_while(|seg| !seg.contains(['*', '?', '[']))
-                    .collect(),
-                Some(_) => continue,
+            let prefix: PathBuf = match request.path_scope() {
+                Some((ScopeRoot::Workspace, glob)) => glob.literal_prefix().collect(),
+                _ => continue,
             };
             out.extend(workspace.iter().map(|w| w.join(&prefix)));
         }
