@@ -2,15 +2,29 @@
 //!
 //! | permission | scope (after `:`) | unscoped means |
 //! |---|---|---|
-//! | `fileSystem.read`, `fileSystem.write`, `fileSystem.delete` | `[root:]glob`, root `workspace` (default), `storage` or `extension` | the whole workspace |
+//! | `fileSystem.read`, `fileSystem.write`, `fileSystem.delete` | `[root:]glob`, root `workspace` (default), `storage` or `extension` | the whole workspace (`workspace:**`) |
 //! | `network.http`, `network.webSocket` | `host[:port]`, `*.example.com[:port]` | any host |
 //! | `commands.execute` | a command id, or a prefix `git.*` | any command |
 //! | `clipboard.read`, `clipboard.write`, `secrets.read`, `secrets.write`, `ui.showMessage`, `ui.input`, `terminal.create`, `terminal.write` | none | |
 //!
-//! Globs: `*` matches within one path segment, `**` any number of segments, `?` one character.
+//! Globs, matched segment by segment against the path relative to the root (see [`Glob`]):
+//!
+//! | glob | matches |
+//! |---|---|
+//! | `*` | any run of characters within one segment |
+//! | `?` | exactly one character (not one byte: `?.txt` matches `é.txt`) |
+//! | `[abc]`, `[a-z]`, `[!abc]` or `[^abc]` | one character in (or not in) the set; `]` first is literal |
+//! | `{a,b}` | one of the alternatives, within one segment (`*.{js,ts}`); nesting allowed, at most 64 per segment |
+//! | `**` | a whole segment only: any number of segments, including none |
+//!
+//! A literal `*`, `?`, `[` or `{` is written as a class (`[*]`); backslashes are refused. A glob
+//! that would not mean what it looks like (unclosed `[` or `{`, `[]`, `{}`, `src/**.js`, a `/`
+//! inside braces) is refused when the manifest loads, with a message saying what to write.
 
 use std::fmt;
-use std::path::{Component, Path};
+use std::path::Path;
+
+use super::glob::Glob;
 
 /// One capability an extension can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,8 +169,8 @@ pub enum Scope {
     Path {
         /// The root.
         root: ScopeRoot,
-        /// Slash-separated glob segments.
-        glob: Vec<String>,
+        /// The glob, relative to the root.
+        glob: Glob,
     },
     /// A host pattern.
     Host {
@@ -220,20 +234,29 @@ impl PermissionRequest {
         Ok(Self { permission, scope })
     }
 
+    /// The one definition of where a `fileSystem.*` entry applies: its root and glob, an
+    /// unscoped entry being the whole workspace (`workspace:**`). `None` for every other
+    /// permission (and for a path permission built by hand with a scope of another kind, which
+    /// covers no path).
+    #[must_use]
+    pub fn path_scope(&self) -> Option<(ScopeRoot, &Glob)> {
+        if self.permission.scope_kind() != ScopeKind::Path {
+            return None;
+        }
+        match &self.scope {
+            None => Some((ScopeRoot::Workspace, Glob::everything_ref())),
+            Some(Scope::Path { root, glob }) => Some((*root, glob)),
+            Some(_) => None,
+        }
+    }
+
     /// Whether this allows or denies `permission` on the path `relative` under `root`.
     #[must_use]
     pub fn covers_path(&self, permission: Permission, root: ScopeRoot, relative: &Path) -> bool {
-        if self.permission != permission {
-            return false;
-        }
-        match &self.scope {
-            None => root == ScopeRoot::Workspace,
-            Some(Scope::Path {
-                root: scope_root,
-                glob,
-            }) => *scope_root == root && glob_matches(glob, relative),
-            Some(_) => false,
-        }
+        self.permission == permission
+            && self
+                .path_scope()
+                .is_some_and(|(scope_root, glob)| scope_root == root && glob.matches(relative))
     }
 
     /// Whether this covers `permission` for `host:port`.
@@ -285,7 +308,7 @@ impl fmt::Display for PermissionRequest {
         f.write_str(self.permission.name())?;
         match &self.scope {
             None => Ok(()),
-            Some(Scope::Path { root, glob }) => write!(f, ":{}:{}", root.name(), glob.join("/")),
+            Some(Scope::Path { root, glob }) => write!(f, ":{}:{glob}", root.name()),
             Some(Scope::Host {
                 host,
                 port: Some(port),
@@ -295,10 +318,6 @@ impl fmt::Display for PermissionRequest {
         }
     }
 }
-
-/// Limits on a path scope; real scopes are a handful of segments.
-const MAX_GLOB_SEGMENTS: usize = 32;
-const MAX_GLOB_LEN: usize = 512;
 
 fn parse_path_scope(scope: &str) -> Result<Scope, String> {
     let (root, glob) = match scope.split_once(':') {
@@ -312,28 +331,8 @@ fn parse_path_scope(scope: &str) -> Result<Scope, String> {
         }
         None => (ScopeRoot::Workspace, scope),
     };
-    if glob.is_empty() || glob.starts_with('/') || glob.contains('\\') || glob.contains('\0') {
-        return Err(
-            "a path scope is a relative glob such as `src/**` (no leading `/`, no backslashes)"
-                .into(),
-        );
-    }
-    let segments: Vec<String> = glob.split('/').map(str::to_owned).collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err("a path scope may not contain empty, `.` or `..` segments".into());
-    }
-    if segments.len() > MAX_GLOB_SEGMENTS || glob.len() > MAX_GLOB_LEN {
-        return Err(format!(
-            "a path scope has at most {MAX_GLOB_SEGMENTS} segments and {MAX_GLOB_LEN} characters"
-        ));
-    }
-    Ok(Scope::Path {
-        root,
-        glob: segments,
-    })
+    let glob = Glob::parse(glob).map_err(|e| e.to_string())?;
+    Ok(Scope::Path { root, glob })
 }
 
 fn parse_host_scope(scope: &str) -> Result<Scope, String> {
@@ -381,77 +380,6 @@ fn parse_command_scope(scope: &str) -> Result<Scope, String> {
     Ok(Scope::Command(scope.to_owned()))
 }
 
-/// Matches a relative path against glob segments. `..` or absolute components never match.
-fn glob_matches(glob: &[String], path: &Path) -> bool {
-    let mut segments = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(name) => match name.to_str() {
-                Some(name) => segments.push(name),
-                None => return false,
-            },
-            Component::CurDir => {}
-            _ => return false,
-        }
-    }
-    match_segments(glob, &segments)
-}
-
-/// `**`-aware segment matching as a table over (glob position, path position): O(glob × path)
-/// segment comparisons, however the `**`s are arranged. A backtracking matcher is exponential in
-/// the number of `**`s, and both the glob (the manifest) and the path (the request) come from the
-/// extension.
-fn match_segments(glob: &[String], path: &[&str]) -> bool {
-    // reachable[j]: the glob so far can match path[..j].
-    let mut reachable = vec![false; path.len() + 1];
-    reachable[0] = true;
-    for pattern in glob {
-        let mut next = vec![false; path.len() + 1];
-        if pattern == "**" {
-            // `**` consumes any number of segments: everything from the first reachable point on.
-            let mut seen = false;
-            for (j, slot) in next.iter_mut().enumerate() {
-                seen |= reachable[j];
-                *slot = seen;
-            }
-        } else {
-            for (j, segment) in path.iter().enumerate() {
-                next[j + 1] = reachable[j] && match_segment(pattern.as_bytes(), segment.as_bytes());
-            }
-        }
-        reachable = next;
-    }
-    reachable[path.len()]
-}
-
-/// `*` and `?` within one segment, by the usual two-pointer scan that backtracks only to the
-/// last `*`: O(pattern × name) in the worst case, never exponential.
-fn match_segment(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((star_p, star_n)) => {
-                    p = star_p + 1;
-                    n = star_n + 1;
-                    star = Some((star_p, star_n + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +407,23 @@ mod tests {
             ("fileSystem.read:/etc/**", "relative glob"),
             ("fileSystem.read:../x", "`..` segments"),
             ("fileSystem.read:home:x", "unknown path root `home`"),
+            (
+                "fileSystem.read:src/{a,b",
+                "unclosed `{` in `{a,b`; close it, as in `src/{a,b}`",
+            ),
+            (
+                "fileSystem.read:workspace:src/[ab",
+                "unclosed `[` in `[ab`; close it, as in `src/[ab]`",
+            ),
+            ("fileSystem.write:{a/b,c}", "`/` inside `{...}`"),
+            ("fileSystem.read:src/[]", "empty class `[]`"),
+            ("fileSystem.read:{}", "empty `{}`"),
+            ("fileSystem.read:[z-a]", "runs backwards; write `a-z`"),
+            (
+                "fileSystem.delete:src/**.js",
+                "write `src/*.js` to match within one folder, or `src/**/*.js`",
+            ),
+            ("fileSystem.read:a\\b", "no backslashes"),
             ("network.http:exa mple.com", "is not a host name"),
             ("network.http:example.com:0", "is not a port"),
             ("network.http:example.com:99999", "is not a port"),
@@ -509,6 +454,11 @@ mod tests {
             ("fileSystem.read:**/*.md", ws, "README.md", true),
             ("fileSystem.read:?.txt", ws, "a.txt", true),
             ("fileSystem.read:?.txt", ws, "ab.txt", false),
+            ("fileSystem.read:?.txt", ws, "é.txt", true),
+            ("fileSystem.read:**/*.{key,pem}", ws, "a/b.pem", true),
+            ("fileSystem.read:**/*.{key,pem}", ws, "a/b.rs", false),
+            ("fileSystem.read:[ab]/**", ws, "b/x", true),
+            ("fileSystem.read:[!ab]/**", ws, "b/x", false),
             ("fileSystem.read:src/**", ws, "src/../secret", false),
             (
                 "fileSystem.read:storage:**",
@@ -526,6 +476,48 @@ mod tests {
             );
         }
         assert!(!p("fileSystem.write").covers_path(Permission::FileSystemRead, ws, Path::new("a")));
+    }
+
+    #[test]
+    fn path_scope_is_the_one_definition_of_where_a_path_permission_applies() {
+        let table = [
+            ("fileSystem.read", Some((ScopeRoot::Workspace, "**"))),
+            (
+                "fileSystem.write:src/**",
+                Some((ScopeRoot::Workspace, "src/**")),
+            ),
+            (
+                "fileSystem.delete:storage:a/*",
+                Some((ScopeRoot::Storage, "a/*")),
+            ),
+            (
+                "fileSystem.read:extension:**",
+                Some((ScopeRoot::Extension, "**")),
+            ),
+            ("network.http", None),
+            ("network.http:a.com", None),
+            ("clipboard.read", None),
+        ];
+        for (entry, expected) in table {
+            let parsed = p(entry);
+            let scope = parsed
+                .path_scope()
+                .map(|(root, glob)| (root, glob.to_string()));
+            assert_eq!(scope, expected.map(|(r, g)| (r, g.to_owned())), "{entry}");
+        }
+        assert!(p("fileSystem.read").path_scope().unwrap().1.is_everything());
+        // A path permission carrying a scope of another kind (only possible by hand) covers
+        // no path.
+        let odd = PermissionRequest {
+            permission: Permission::FileSystemRead,
+            scope: Some(Scope::Command("a".into())),
+        };
+        assert_eq!(odd.path_scope(), None);
+        assert!(!odd.covers_path(
+            Permission::FileSystemRead,
+            ScopeRoot::Workspace,
+            Path::new("a")
+        ));
     }
 
     #[test]
@@ -619,6 +611,9 @@ mod tests {
     fn display_is_canonical_and_parses_back() {
         for entry in [
             "fileSystem.read:src/**",
+            "fileSystem.read:**/*.{key,pem}",
+            "fileSystem.write:storage:[!.]*/**",
+            "fileSystem.read:workspace:a:b",
             "network.http:*.example.com:443",
             "commands.execute:git.*",
             "secrets.read",
@@ -630,5 +625,10 @@ mod tests {
             p("fileSystem.read:src/**").to_string(),
             "fileSystem.read:workspace:src/**"
         );
+        assert_eq!(
+            p("fileSystem.read:src/**/**").to_string(),
+            "fileSystem.read:workspace:src/**"
+        );
+        assert_eq!(p("fileSystem.read:src/**/**"), p("fileSystem.read:src/**"));
     }
 }

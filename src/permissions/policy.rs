@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{Permission, PermissionParseError, PermissionRequest, Scope, ScopeRoot};
+use super::manifest::{Permission, PermissionParseError, PermissionRequest, ScopeRoot};
 
 /// What the user or admin decided for one extension.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,14 +249,8 @@ impl ExtensionPermissions {
     pub fn covers_whole_root(&self, permission: Permission, root: ScopeRoot) -> bool {
         let whole = self.allowed.iter().any(|a| {
             a.permission == permission
-                && match &a.scope {
-                    None => root == ScopeRoot::Workspace,
-                    Some(Scope::Path {
-                        root: scope_root,
-                        glob,
-                    }) => *scope_root == root && glob.len() == 1 && glob[0] == "**",
-                    Some(_) => false,
-                }
+                && a.path_scope()
+                    .is_some_and(|(scope_root, glob)| scope_root == root && glob.is_everything())
         });
         whole && !self.denied.iter().any(|d| d.permission == permission)
     }
@@ -597,6 +591,43 @@ mod tests {
                 "src/ok.rs",
                 true,
             ),
+            // A deny with braces or a class denies what it says (it used to match nothing).
+            (
+                &["fileSystem.read"],
+                &["fileSystem.read"],
+                &["fileSystem.read:**/*.{key,pem}"],
+                "a/b.pem",
+                false,
+            ),
+            (
+                &["fileSystem.read"],
+                &["fileSystem.read"],
+                &["fileSystem.read:**/*.{key,pem}"],
+                "a/b.rs",
+                true,
+            ),
+            (
+                &["fileSystem.read"],
+                &["fileSystem.read"],
+                &["fileSystem.read:**/.[ge]nv*"],
+                "app/.env.local",
+                false,
+            ),
+            (
+                &["fileSystem.read"],
+                &["fileSystem.read"],
+                &["fileSystem.read:**/.[ge]nv*"],
+                "app/.xnv",
+                true,
+            ),
+            // `?` is one character: a deny of `?.key` covers `é.key`.
+            (
+                &["fileSystem.read"],
+                &["fileSystem.read"],
+                &["fileSystem.read:?.key"],
+                "é.key",
+                false,
+            ),
             // A grant of another permission grants nothing here.
             (
                 &["fileSystem.read"],
@@ -618,6 +649,38 @@ mod tests {
                 read(&perms, path),
                 *expected,
                 "declared {declared:?} allow {allow:?} deny {deny:?} path {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_root_only_for_everything_with_no_deny() {
+        let ws = ScopeRoot::Workspace;
+        let table: &[(&str, &[&str], ScopeRoot, bool)] = &[
+            ("fileSystem.read", &[], ws, true),
+            ("fileSystem.read", &[], ScopeRoot::Storage, false),
+            ("fileSystem.read:**", &[], ws, true),
+            ("fileSystem.read:**/**", &[], ws, true),
+            ("fileSystem.read:storage:**", &[], ScopeRoot::Storage, true),
+            ("fileSystem.read:storage:**", &[], ws, false),
+            ("fileSystem.read:src/**", &[], ws, false),
+            ("fileSystem.read:**/*", &[], ws, false),
+            (
+                "fileSystem.read",
+                &["fileSystem.read:**/*.{key,pem}"],
+                ws,
+                false,
+            ),
+            ("fileSystem.read", &["fileSystem.write"], ws, true),
+        ];
+        for (entry, deny, root, expected) in table {
+            let requested = reqs(&[entry]);
+            let g = grant("1", &[entry], &[entry], deny);
+            let perms = ExtensionPermissions::effective("p.e", "1", &requested, Some(&g)).unwrap();
+            assert_eq!(
+                perms.covers_whole_root(Permission::FileSystemRead, *root),
+                *expected,
+                "{entry} deny {deny:?} {root:?}"
             );
         }
     }
