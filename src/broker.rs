@@ -352,14 +352,13 @@ impl Broker {
         Some(permissions)
     }
 
-    /// The directories `extension`'s sandbox may let it read and write directly under its
-    /// current permissions (see [`crate::sandbox::direct_view`]), for
-    /// [`crate::sandbox::SandboxSpec`]'s `read` and `write`. `None` for an extension not
-    /// served.
+    /// The `fileSystem` grants `extension`'s sandbox view is computed from (see
+    /// [`crate::sandbox::view`]), for [`crate::sandbox::SandboxSpec::grants`]. `None` for an
+    /// extension not served.
     #[must_use]
-    pub fn direct_view(&self, extension: &str) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+    pub fn direct_view(&self, extension: &str) -> Option<crate::sandbox::view::FsGrants> {
         let permissions = self.permissions(extension)?;
-        Some(crate::sandbox::direct_view(
+        Some(crate::sandbox::view::FsGrants::from_permissions(
             &permissions,
             &self.inner.workspace,
         ))

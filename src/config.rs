@@ -65,6 +65,8 @@ pub struct Config {
     #[serde(skip)]
     base: PathBuf,
     #[serde(skip)]
+    path: Option<PathBuf>,
+    #[serde(skip)]
     profiles: BTreeMap<String, crate::sandbox::SandboxSpec>,
 }
 
@@ -185,6 +187,7 @@ impl Config {
             message,
         })?;
         config.base = path.parent().map(Path::to_owned).unwrap_or_default();
+        config.path = Some(path.to_owned());
         config.load_profiles().map_err(|err| ConfigError::Invalid {
             path: path.to_owned(),
             message: err.to_string(),
@@ -224,6 +227,8 @@ impl Config {
                 .cgroup_parent
                 .as_deref()
                 .map(|p| self.resolve(p)),
+            private: self.private_paths(),
+            ..crate::sandbox::SandboxSettings::default()
         });
         let names: Vec<String> = std::iter::once(self.sandbox.profile.clone())
             .chain(self.extensions.iter().map(|e| e.sandbox.clone()))
@@ -246,8 +251,7 @@ impl Config {
             let spec = crate::sandbox::SandboxSpec {
                 profile: std::sync::Arc::new(profile),
                 settings: std::sync::Arc::clone(&settings),
-                read: Vec::new(),
-                write: Vec::new(),
+                grants: crate::sandbox::view::FsGrants::default(),
             };
             self.profiles.insert(name, spec);
         }
@@ -291,6 +295,16 @@ impl Config {
             .iter()
             .map(|p| self.resolve(p))
             .collect()
+    }
+
+    /// The supervisor's own files, which no host's view may hold: this config, the grants
+    /// file, the control socket.
+    #[must_use]
+    pub fn private_paths(&self) -> Vec<PathBuf> {
+        let mut private: Vec<PathBuf> = self.path.iter().cloned().collect();
+        private.push(self.grants_path());
+        private.extend(self.control_socket());
+        private
     }
 
     /// The grants file.

@@ -21,6 +21,8 @@ use dscode_extension_host::lifecycle::{
 };
 use dscode_extension_host::permissions::{Grant, GrantsFile};
 use dscode_extension_host::ratelimit::RateLimitConfig;
+use dscode_extension_host::permissions::{Glob, Permission, ScopeRoot};
+use dscode_extension_host::sandbox::view::{FsGrants, PathRule};
 use dscode_extension_host::sandbox::{Backend, Enforcement, Layer, Profile, SandboxSpec};
 use serde_json::{Value, json};
 
@@ -185,8 +187,6 @@ impl Fixture {
         let mut spec = env.spec(&fixture("escape"), options());
         spec.storage_path = Some(self.storage.clone());
         spec.sandbox = sandbox;
-        spec.sandbox.read = vec![self.workspace.join("src")];
-        spec.sandbox.write = vec![self.workspace.join("out")];
         spec
     }
 
@@ -246,11 +246,13 @@ fn profile(backend: Backend) -> SandboxSpec {
 
 async fn start(fixture: &Fixture, env: &Env, sandbox: SandboxSpec) -> HostHandle {
     let spec = fixture.spec(env, sandbox);
+    let mut spec = spec;
     let broker = fixture.broker();
     broker
         .register(ExtensionInfo::from_spec(&spec))
         .await
         .unwrap();
+    spec.sandbox.grants = broker.direct_view(&spec.id).unwrap();
     let host = HostHandle::spawn(spec, Arc::new(broker));
     host.start().await.expect("the hostile extension starts");
     host
@@ -424,11 +426,13 @@ async fn bomb(backend: Backend, command: &str, limit: Layer) {
     options.restart.max_restarts = 0;
     let mut spec = fixture.spec(&env, SandboxSpec::new(profile, settings()));
     spec.options = options;
+    let mut spec = spec;
     let broker = fixture.broker();
     broker
         .register(ExtensionInfo::from_spec(&spec))
         .await
         .unwrap();
+    spec.sandbox.grants = broker.direct_view(&spec.id).unwrap();
     let host = HostHandle::spawn(spec, Arc::new(broker));
     host.start().await.unwrap();
     let bystander = env.host(&common::example("hello"), fast());
@@ -630,14 +634,30 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
         let args = raw(&json!([file]).to_string());
         json(&host.execute_command("api.readDirect", &args).await.unwrap())
     };
-    let view = |read: &[&std::path::Path]| {
+    let view = |globs: &[&str]| {
         let host = host.clone();
-        let read = read.iter().map(|p| p.to_path_buf()).collect();
-        async move { host.set_direct_view(read, Vec::new()).await }
+        let grants = FsGrants {
+            workspace: vec![workspace.path().to_owned()],
+            allow: globs
+                .iter()
+                .map(|g| PathRule {
+                    permission: Permission::FileSystemRead,
+                    root: ScopeRoot::Workspace,
+                    glob: Glob::parse(g).unwrap(),
+                })
+                .collect(),
+            deny: Vec::new(),
+        };
+        let grants = if globs.is_empty() {
+            FsGrants::default()
+        } else {
+            grants
+        };
+        async move { host.set_direct_view(grants).await }
     };
 
     assert_eq!(view(&[]).await.unwrap(), ViewChange::Unchanged);
-    assert_eq!(view(&[&src]).await.unwrap(), ViewChange::Updated);
+    assert_eq!(view(&["src/**"]).await.unwrap(), ViewChange::Updated);
     assert_eq!(host.state(), S::Stopped, "a stopped host is not started");
     host.start().await.unwrap();
     assert_eq!(read_direct().await["ok"], "direct");
@@ -651,7 +671,7 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     let path: Vec<_> = seen.iter().map(|c| c.to).collect();
     assert_eq!(path, [S::Stopping, S::Stopped, S::Starting, S::Running]);
     assert!(
-        matches!(&seen[0].reason, Reason::ViewChanged { read, write } if read.is_empty() && write.is_empty()),
+        matches!(&seen[0].reason, Reason::ViewChanged { grants } if grants.is_empty()),
         "{seen:#?}"
     );
     assert!(
@@ -681,7 +701,7 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     // Events are never dropped, so the Starting state is seen however briefly it lasts (if the
     // host runs already by the time the view arrives, it is restarted all the same).
     common::until_state(&mut events, S::Starting).await;
-    assert_eq!(view(&[&src]).await.unwrap(), ViewChange::Restarting);
+    assert_eq!(view(&["src/**"]).await.unwrap(), ViewChange::Restarting);
     starting.await.unwrap().unwrap();
     assert_eq!(host.state(), S::Running);
     assert_eq!(read_direct().await["ok"], "direct");

@@ -501,6 +501,7 @@ impl Job {
                 .as_ref()
                 .map(|plan| serde_json::to_vec(plan).expect("plans serialize")),
             stage_fds: std::mem::take(&mut prepared.trees),
+            stage_exe: prepared.stage_exe.take(),
             drop_to: prepared.drop_to,
         };
         let spawn = {

@@ -182,6 +182,12 @@ impl ExtensionPermissions {
         &self.allowed
     }
 
+    /// The deny entries (each wins over any allow it covers).
+    #[must_use]
+    pub fn denied_entries(&self) -> &[PermissionRequest] {
+        &self.denied
+    }
+
     fn denied(&self, permission: Permission, detail: String) -> PermissionDenied {
         PermissionDenied {
             extension: self.extension.clone(),

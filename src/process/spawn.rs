@@ -149,6 +149,9 @@ pub struct Isolation {
     pub stage_plan: Option<Vec<u8>>,
     /// Fds sent ahead of the plan (detached mount trees for the host's root).
     pub stage_fds: Vec<std::os::fd::OwnedFd>,
+    /// The stage executable, placed at [`crate::sandbox::stage::STAGE_EXE_FD`] for a command
+    /// that runs it as `/proc/self/fd/N`.
+    pub stage_exe: Option<std::os::fd::OwnedFd>,
     /// The user and group a root supervisor's child becomes before anything else it does for
     /// the host (after joining the cgroups).
     pub drop_to: Option<(u32, u32)>,
@@ -167,6 +170,7 @@ impl Default for Isolation {
             cgroups: Vec::new(),
             stage_plan: None,
             stage_fds: Vec::new(),
+            stage_exe: None,
             drop_to: None,
         }
     }
@@ -255,6 +259,10 @@ pub fn spawn_host(
         stage: stage
             .as_ref()
             .map(|(_, theirs)| (theirs.as_raw_fd(), crate::sandbox::stage::STAGE_FD)),
+        stage_exe: isolation
+            .stage_exe
+            .as_ref()
+            .map(|exe| (exe.as_raw_fd(), crate::sandbox::stage::STAGE_EXE_FD)),
         pid_namespace: isolation.pid_namespace,
         extra_namespaces: isolation.extra_namespaces,
         user_namespace: isolation.user_namespace.then(IdMaps::identity),

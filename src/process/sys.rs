@@ -17,6 +17,10 @@ pub struct ContainPlan {
     pub ipc: Option<(RawFd, RawFd)>,
     /// The sandbox stage's end of its setup channel and the fd number it expects it at.
     pub stage: Option<(RawFd, RawFd)>,
+    /// The stage executable, opened by the supervisor, and the fd number it is executed from
+    /// (`/proc/self/fd/N`), so a root supervisor's unprivileged child needs no access to the
+    /// folders above it.
+    pub stage_exe: Option<(RawFd, RawFd)>,
     /// Put the host in a fresh PID namespace so that nothing it starts can outlive it.
     pub pid_namespace: bool,
     /// More namespaces (`CLONE_NEWNS`, `CLONE_NEWNET`, ...) to create with the PID namespace.
@@ -114,6 +118,9 @@ fn unshare_namespaces(plan: &ContainPlan) -> io::Result<()> {
     Ok(())
 }
 
+/// Where sources are moved before fds are placed: above every fd number a host is given.
+const FIRST_SPARE_FD: RawFd = 16;
+
 /// Signals the shim ignores so that only the host sees them: the supervisor signals the whole
 /// process group, and the shim must outlive the host to report how it ended.
 const SHIM_BLOCKED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
@@ -137,10 +144,22 @@ pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     for procs in &plan.cgroups {
         write_proc(procs.as_bytes_with_nul(), b"0")?;
     }
+    // Each source first moves above every target, so placing one fd never closes the source
+    // of another (a source may sit at a number another fd is placed at).
+    let placements = [plan.ipc, plan.stage, plan.stage_exe];
     let mut last = 2;
-    for (from, to) in [plan.ipc, plan.stage].into_iter().flatten() {
+    let mut moved = [None; 3];
+    for (slot, placement) in moved.iter_mut().zip(placements) {
+        if let Some((from, to)) = placement {
+            // SAFETY: F_DUPFD_CLOEXEC duplicates an fd we own onto the lowest free number above
+            // the minimum; the copy closes at exec unless placed below.
+            let high = check(unsafe { libc::fcntl(from, libc::F_DUPFD_CLOEXEC, FIRST_SPARE_FD) })?;
+            *slot = Some((high, to));
+            last = last.max(to);
+        }
+    }
+    for (from, to) in moved.into_iter().flatten() {
         place_fd(from, to)?;
-        last = last.max(to);
     }
     // Whatever the embedding process left open without close-on-exec (a C library's log file, a
     // socket) must not reach the host: everything above the fds placed here closes at exec.
@@ -648,11 +667,10 @@ pub fn open_path_no_symlinks(
 ) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsRawFd;
     let name = c_path(path)?;
-    let how = libc::open_how {
-        flags: (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    };
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     // SAFETY: `name` is nul-terminated and `how` is a valid open_how of the size passed.
     owned(unsafe {
@@ -840,5 +858,14 @@ pub fn send_fds(
         Ok(())
     } else {
         Err(io::Error::from_raw_os_error(libc::EAGAIN))
+    }
+}
+
+/// Closes `fd` if it is open (an fd this process was started with and does not use).
+pub(crate) fn close_unowned(fd: RawFd) {
+    // SAFETY: closing an fd number; if nothing else in this process owns it (the caller's
+    // promise for inherited fds it does not use), no Rust object is left dangling.
+    unsafe {
+        libc::close(fd);
     }
 }

@@ -1,7 +1,7 @@
 //! The bubblewrap command line for a host: bubblewrap makes the namespaces, the stage inside
 //! builds the host's root from the same view as every other backend.
 //!
-//! bubblewrap's own root for the stage is a tmpfs holding a fresh `/proc`, a minimal `/dev`, an
+//! bubblewrap's own root for the stage is a tmpfs holding a fresh `/proc`, an
 //! empty `/tmp` (where the stage assembles the host's root) and the supervisor's tree read-write
 //! at [`HOST_ROOT`], the stage's only way to reach the paths of the view when the supervisor is
 //! a user (a root supervisor sends them as mount trees instead). The stage keeps
@@ -21,6 +21,26 @@ pub struct Namespaces {
     pub share_network: bool,
     /// The stage executable.
     pub stage: PathBuf,
+    /// The names at the top of the supervisor's root, linked to their place under
+    /// [`HOST_ROOT`] so the stage's loader and libraries are found (see [`top_level`]).
+    pub links: Vec<String>,
+}
+
+/// The entries of `/` the stage may need to run (its loader, libraries, `/etc/ld.so.cache`):
+/// every name but the ones bubblewrap provides itself.
+#[must_use]
+pub fn top_level() -> Vec<String> {
+    let provided = ["proc", "dev", "tmp", "run", "sys"];
+    let mut names: Vec<String> = std::fs::read_dir("/")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !provided.contains(&n.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// The arguments after `bwrap`, ending with `-- <stage> <stage arg>`.
@@ -28,7 +48,9 @@ pub struct Namespaces {
 pub fn args(namespaces: &Namespaces) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--unshare-user",
-        "--disable-userns",
+        // No `--disable-userns`: bubblewrap implements it with a second user namespace nested in
+        // the first, which would not own the mount namespace the stage builds the root in. The
+        // seccomp filter refuses new namespaces to the host instead.
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
@@ -47,11 +69,14 @@ pub fn args(namespaces: &Namespaces) -> Vec<OsString> {
         "CAP_SETPCAP",
         "--proc",
         "/proc",
-        "--dev",
-        "/dev",
+        // No `--dev`: its devpts makes bubblewrap run the sandbox in a second, nested user
+        // namespace, which would not own the mount namespace. The stage binds the few device
+        // files a host gets from the supervisor's /dev.
         "--dir",
         "/tmp",
-        "--bind",
+        // `--dev-bind`: the stage takes the host's five device files from here, and a plain bind
+        // is `nodev`.
+        "--dev-bind",
         "/",
         HOST_ROOT,
         "--chdir",
@@ -62,6 +87,11 @@ pub fn args(namespaces: &Namespaces) -> Vec<OsString> {
     .collect();
     if !namespaces.share_network {
         args.insert(0, "--unshare-net".into());
+    }
+    for name in &namespaces.links {
+        args.push("--symlink".into());
+        args.push(format!("{HOST_ROOT}/{name}").into());
+        args.push(format!("/{name}").into());
     }
     args.push("--".into());
     args.push(namespaces.stage.clone().into());
@@ -78,13 +108,16 @@ mod tests {
         let args: Vec<String> = args(&Namespaces {
             share_network: false,
             stage: "/opt/stage".into(),
+            links: vec!["usr".into()],
         })
         .into_iter()
         .map(|a| a.into_string().unwrap())
         .collect();
         assert_eq!(args[0], "--unshare-net");
         assert_eq!(args[args.len() - 2], "/opt/stage");
-        let bind = args.iter().position(|a| a == "--bind").unwrap();
+        let bind = args.iter().position(|a| a == "--dev-bind").unwrap();
         assert_eq!(&args[bind + 1..bind + 3], ["/", HOST_ROOT]);
+        let link = args.iter().position(|a| a == "--symlink").unwrap();
+        assert_eq!(&args[link + 1..link + 3], ["/run/host/usr", "/usr"]);
     }
 }

@@ -41,6 +41,8 @@ pub struct Prepared {
     pub trees: Vec<OwnedFd>,
     /// The unprivileged user and group a root supervisor's pre-exec child becomes.
     pub drop_to: Option<(u32, u32)>,
+    /// The stage executable, opened here, which the command runs as `/proc/self/fd/N`.
+    pub stage_exe: Option<OwnedFd>,
 }
 
 /// Namespaces made in the pre-exec child.
@@ -456,6 +458,7 @@ pub fn prepare(
             );
         }
     }
+    let pids_cgroup = cgroup.as_ref().is_some_and(|c| c.has(Controller::Pids));
     let processes = match cgroup.as_ref().filter(|c| c.has(Controller::Pids)) {
         Some(c) => LayerReport::full(
             Layer::Processes,
@@ -539,7 +542,8 @@ pub fn prepare(
             program: bwrap_path,
             args: bwrap::args(&bwrap::Namespaces {
                 share_network: profile.network,
-                stage: stage.clone(),
+                stage: super::stage::exe_path(),
+                links: bwrap::top_level(),
             }),
             env: Vec::new(),
             cwd: None,
@@ -551,7 +555,7 @@ pub fn prepare(
             &mut report,
             LayerReport::full(
                 Layer::Namespaces,
-                "bwrap: own user (nested ones disabled), pid, net, ipc, uts, mount, cgroup",
+                "bwrap: own user, pid, net, ipc, uts, mount, cgroup (nested namespaces refused by seccomp)",
             ),
         );
         if !profile.network {
@@ -562,7 +566,7 @@ pub fn prepare(
         }
     } else {
         launched = HostCommand {
-            program: stage.clone(),
+            program: super::stage::exe_path(),
             args: vec![super::stage::STAGE_ARG.into()],
             env: Vec::new(),
             cwd: None,
@@ -613,7 +617,9 @@ pub fn prepare(
         rlimits: Rlimits {
             open_files: limits.open_files,
             file_size: limits.file_size_bytes,
-            processes: Some(limits.pids),
+            // A pids cgroup is the limit where there is one, and counts refusals the supervisor
+            // reads; an rlimit beside it would refuse first, silently.
+            processes: (!pids_cgroup).then_some(limits.pids),
         },
         required: profile.required.clone(),
         init,
@@ -641,6 +647,14 @@ pub fn prepare(
         view,
         trees,
         drop_to: host_user,
+        stage_exe: Some(open_stage(&stage)?),
+    })
+}
+
+/// The stage executable, open for `exec` through `/proc/self/fd`.
+fn open_stage(stage: &Path) -> Result<OwnedFd, SandboxError> {
+    std::fs::File::open(stage).map(OwnedFd::from).map_err(|err| {
+        SandboxError::Setup(format!("cannot open the stage executable {}: {err}", stage.display()))
     })
 }
 
@@ -707,12 +721,17 @@ fn prepare_none(
             trees: 0,
         };
         let launched = HostCommand {
-            program: stage.to_owned(),
+            program: super::stage::exe_path(),
             args: vec![super::stage::STAGE_ARG.into()],
             env: Vec::new(),
             cwd: None,
         };
         (launched, Some(plan))
+    };
+    let stage_exe = if plan.is_some() {
+        Some(open_stage(stage)?)
+    } else {
+        None
     };
     Ok(Prepared {
         backend: Backend::None,
@@ -729,5 +748,6 @@ fn prepare_none(
         view: View::default(),
         trees: Vec::new(),
         drop_to: None,
+        stage_exe,
     })
 }

@@ -142,8 +142,12 @@ fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// Creates `path` (and its parents) inside the assembly as a mount point of `kind`.
+/// Creates `path` (and its parents) inside the assembly as a mount point of `kind`, unless a
+/// bind above it already shows it.
 fn mount_point(path: &Path, kind: &EntryKind) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

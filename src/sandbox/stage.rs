@@ -6,8 +6,8 @@
 //! fails here stops the start: the report carries the error and the host never runs.
 
 use std::ffi::{CString, OsString};
-use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::io::Write;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,16 @@ pub const STAGE_ARG: &str = "__dscode-sandbox-stage";
 
 /// The fd the stage finds its channel to the supervisor at.
 pub const STAGE_FD: RawFd = 4;
+
+/// The fd the stage executable is run from (`/proc/self/fd/5`): the supervisor opens it, so
+/// neither a root supervisor's unprivileged child nor bubblewrap needs to reach its folder.
+pub const STAGE_EXE_FD: RawFd = 5;
+
+/// The path that runs the stage from [`STAGE_EXE_FD`].
+#[must_use]
+pub fn exe_path() -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{STAGE_EXE_FD}"))
+}
 
 /// The Landlock ABI this crate's rules are written for; newer kernels enforce all of it.
 const LANDLOCK_ABI: ABI = ABI::V6;
@@ -119,6 +129,8 @@ pub fn run_if_requested() {
 }
 
 fn run() -> ! {
+    // The executable this stage was run from stays out of the host.
+    sys::close_unowned(STAGE_EXE_FD);
     let Some(mut channel) = sys::take_inherited_socket(STAGE_FD) else {
         eprintln!("dscode-exthost stage: no channel to the supervisor at fd {STAGE_FD}");
         std::process::exit(126);
@@ -347,9 +359,7 @@ fn filesystem_entry(
                 "private root of {binds} binds (read-only unless writable, noexec unless executable, nosuid); no Landlock, so workspace grants are read-only to the OS and writes go through the broker{skipped}"
             ),
         ),
-        (Some(Err(err)), Some(l)) | (None, Some(l))
-            if l.enforcement != Enforcement::NotEnforced =>
-        {
+        (Some(Err(_)) | None, Some(l)) if l.enforcement != Enforcement::NotEnforced => {
             let why = root
                 .and_then(|r| r.as_ref().err())
                 .map_or_else(|| "none planned".to_owned(), Clone::clone);

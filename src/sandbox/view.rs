@@ -222,6 +222,46 @@ pub struct FsGrants {
     pub deny: Vec<PathRule>,
 }
 
+impl FsGrants {
+    /// The `fileSystem` part of an extension's effective permissions, over these workspace
+    /// folders.
+    #[must_use]
+    pub fn from_permissions(
+        permissions: &crate::permissions::ExtensionPermissions,
+        workspace: &[PathBuf],
+    ) -> Self {
+        let rules = |entries: &[crate::permissions::PermissionRequest]| -> Vec<PathRule> {
+            entries
+                .iter()
+                .filter_map(|entry| {
+                    let (root, glob) = entry.path_scope()?;
+                    Some(PathRule {
+                        permission: entry.permission,
+                        root,
+                        glob: glob.clone(),
+                    })
+                })
+                .collect()
+        };
+        Self {
+            workspace: workspace.to_vec(),
+            allow: rules(permissions.allowed()),
+            deny: rules(permissions.denied_entries()),
+        }
+    }
+
+    /// The grants as permission strings, allows then denies (`!` before a deny).
+    #[must_use]
+    pub fn describe(&self) -> Vec<String> {
+        let show = |r: &PathRule| format!("{}:{}:{}", r.permission.name(), r.root.name(), r.glob);
+        self.allow
+            .iter()
+            .map(show)
+            .chain(self.deny.iter().map(|r| format!("!{}", show(r))))
+            .collect()
+    }
+}
+
 /// Everything [`compute`] decides from.
 #[derive(Debug, Clone, Copy)]
 pub struct ViewRequest<'a> {
@@ -827,10 +867,26 @@ impl Builder<'_> {
         }
         entries.retain(|e| e.rights != Rights::NONE || matches!(e.kind, EntryKind::Symlink(_)));
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        View {
-            entries,
+        // An entry that adds nothing to the folders above it is left out; one that adds
+        // something carries the union, which is what Landlock will give it and what its mount's
+        // flags must say.
+        let mut view = View {
+            entries: Vec::new(),
             omitted: self.omitted,
+        };
+        for mut entry in entries {
+            if matches!(entry.kind, EntryKind::Symlink(_)) {
+                view.entries.push(entry);
+                continue;
+            }
+            let above = view.rights_at(&entry.path);
+            if above.contains(entry.rights) {
+                continue;
+            }
+            entry.rights = entry.rights.union(above);
+            view.entries.push(entry);
         }
+        view
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn run() -> anyhow::Result<()> {
         let mut spec = node.host_spec(&examples.join(name), options.clone())?;
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
         if let Some(view) = broker.direct_view(&spec.id) {
-            (spec.sandbox.read, spec.sandbox.write) = view;
+            spec.sandbox.grants = view;
         }
         manager.add(spec)?;
     }

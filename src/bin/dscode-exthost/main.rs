@@ -234,7 +234,7 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
         broker.register(ExtensionInfo::from_spec(&spec)).await?;
         // What the grants allow is also what the host sees of the workspace directly.
         if let Some(view) = broker.direct_view(&spec.id) {
-            (spec.sandbox.read, spec.sandbox.write) = view;
+            spec.sandbox.grants = view;
         }
         manager.add(spec)?;
     }
