@@ -194,6 +194,9 @@ struct Inner {
     ui: Arc<dyn UiHandler>,
     limiter: RateLimiter,
     secrets: std::sync::OnceLock<SecretStorage>,
+    /// The supervisor's own files (config, grants, state): no extension reaches them, whatever
+    /// it was granted.
+    private: RwLock<Vec<PathBuf>>,
     /// Files larger than this are refused instead of read, so a reply always fits in a frame.
     max_file: u64,
 }
@@ -231,6 +234,7 @@ impl Broker {
                 limiter: RateLimiter::new(rate_limit),
                 max_file: 768 * 1024,
                 secrets: std::sync::OnceLock::new(),
+                private: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -350,6 +354,17 @@ impl Broker {
             .cloned()?;
         let permissions = served.permissions.read().expect("permissions").clone();
         Some(permissions)
+    }
+
+    /// Names the supervisor's own files (its config, grants file, state), which file calls
+    /// refuse whatever was granted: an extension that could write its grants would grant itself
+    /// anything.
+    pub fn set_private_paths(&self, paths: Vec<PathBuf>) {
+        let canonical = paths
+            .into_iter()
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+            .collect();
+        *self.inner.private.write().expect("private paths") = canonical;
     }
 
     /// The `fileSystem` grants `extension`'s sandbox view is computed from (see
@@ -664,7 +679,11 @@ async fn serve_file(
     })?;
     let follow_links = {
         let permissions = served.permissions.read().expect("permissions");
+        // A link could lead to one of the supervisor's files under a name that is not its own,
+        // so links are followed only where none of them lies.
+        let private = inner.private.read().expect("private paths");
         permissions.covers_whole_root(permission, scope_root)
+            && !private.iter().any(|p| served.paths.contains(p))
     };
     let served = Arc::clone(served);
     let resolved = served
@@ -681,6 +700,19 @@ async fn serve_file(
             std::path::Path::new(resolved.relative()),
         )
         .map_err(|e| denied(&e))?;
+    if let Some(absolute) = served.validator(follow_links).absolute(&resolved) {
+        let private = inner.private.read().expect("private paths");
+        // The path as the extension wrote it and as it resolved are both checked; a listing of
+        // a folder holding a private file is fine (the file itself is refused).
+        if private.iter().any(|p| absolute.starts_with(p)) {
+            return Err(ErrorObject::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{resolved} is one of the supervisor's own files (its config, grants or state), which no extension may reach"
+                ),
+            ));
+        }
+    }
     let method = method.to_owned();
     let max_file = inner.max_file;
     // The file system calls block; keep them off the runtime's worker threads.

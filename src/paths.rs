@@ -410,6 +410,27 @@ impl Default for PathValidator {
 }
 
 impl PathValidator {
+    /// Whether the absolute path `path` lies under one of the roots.
+    #[must_use]
+    pub fn contains(&self, path: &Path) -> bool {
+        self.roots.iter().any(|r| path.starts_with(&r.canonical))
+    }
+
+    /// Where `path` really is: its root's canonical location joined with its relative part.
+    /// `None` for a path of another validator.
+    #[must_use]
+    pub fn absolute(&self, path: &ResolvedPath) -> Option<PathBuf> {
+        if path.validator != self.id {
+            return None;
+        }
+        let root = self.roots.get(path.root)?;
+        Some(if path.relative.is_empty() {
+            root.canonical.clone()
+        } else {
+            root.canonical.join(&path.relative)
+        })
+    }
+
     /// A validator with no roots (which refuses every path), using `openat2` when the kernel has
     /// it.
     #[must_use]

@@ -3,26 +3,37 @@
 //! positive control (the allowed counterpart, by the same mechanism) must work, so a sandbox
 //! that blocks everything fails too. The same extension run without a sandbox shows that the
 //! attacks are real. Servers the attacks aim at run here and report what reached them.
+//!
+//! Targets are planted where real secrets live, never under /tmp (every backend gives a host
+//! a private /tmp, so a target there proves nothing): in the user's real home, under /var
+//! (`/var/lib` as root, `/var/tmp` as a user), and in another user's world-readable home.
+//! The workspaces, the storage and the extension folder live there too. Each run starts the
+//! extension with one set of grants (a [`Scenario`]); after it, what no attack may change is
+//! compared with a snapshot taken from outside the sandbox.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Env, fast, fixture, json, raw, settings};
+use common::{Env, fast, json, raw, settings};
 use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
+use dscode_extension_host::config::Config;
 use dscode_extension_host::lifecycle::{
     ExtensionHostState as S, HostHandle, HostOptions, HostSpec, Reason,
 };
-use dscode_extension_host::permissions::{Grant, GrantsFile};
-use dscode_extension_host::ratelimit::RateLimitConfig;
-use dscode_extension_host::permissions::{Glob, Permission, ScopeRoot};
+use dscode_extension_host::permissions::{
+    Glob, Grant, GrantsFile, GrantsOnDisk, Permission, ScopeRoot,
+};
 use dscode_extension_host::sandbox::view::{FsGrants, PathRule};
+use dscode_extension_host::ratelimit::RateLimitConfig;
 use dscode_extension_host::sandbox::{Backend, Enforcement, Layer, Profile, SandboxSpec};
 use serde_json::{Value, json};
 
@@ -69,9 +80,300 @@ fn serve_counting<T: Send + 'static>(
     hits
 }
 
+/// The grants one run of the hostile extension starts with. Its manifest asks for all of
+/// them; the grant decides (see the fixture's `lib/views.js`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// `fileSystem.read:src/**`, `fileSystem.write:out/**`, and read *and* write of
+    /// `shared/project/data/**`: every attack that needs no special grant.
+    Baseline,
+    /// `fileSystem.read:**/*.txt` and `fileSystem.write:**/*.md` on a workspace that holds
+    /// `.ssh/id_ed25519` and `.git`.
+    Glob,
+    /// `fileSystem.write` on the whole workspace, which also holds `.git`, `.vscode` and the
+    /// supervisor's own config and grants file.
+    Unscoped,
+}
+
+impl Scenario {
+    const ALL: [Self; 3] = [Self::Baseline, Self::Glob, Self::Unscoped];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Glob => "glob",
+            Self::Unscoped => "unscoped",
+        }
+    }
+
+    fn workspace_dir(self) -> &'static str {
+        match self {
+            Self::Baseline => "workspace",
+            Self::Glob => "ws-glob",
+            Self::Unscoped => "ws-unscoped",
+        }
+    }
+
+    fn allow(self) -> &'static [&'static str] {
+        match self {
+            Self::Baseline => &[
+                "fileSystem.read:src/**",
+                "fileSystem.write:out/**",
+                "fileSystem.read:shared/project/data/**",
+                "fileSystem.write:shared/project/data/**",
+            ],
+            Self::Glob => &["fileSystem.read:**/*.txt", "fileSystem.write:**/*.md"],
+            Self::Unscoped => &["fileSystem.write"],
+        }
+    }
+}
+
+/// A folder granted read *and* write, at a depth where no other folder of the view is: the
+/// bubblewrap backends kept only the first of two binds of one path when they sorted next to
+/// each other (issue 11, item 6), so this is where that shows.
+const READ_WRITE_DIR: &str = "shared/project/data";
+
+/// The id the fixture's manifest gives the extension.
+const EXTENSION_ID: &str = "test.escape";
+
+/// Trees planted outside /tmp for one test, removed when it ends.
+struct Planted {
+    /// `<real home>/dscode-escape-<pid>-<rand>`: stands for the user's home.
+    home: PathBuf,
+    /// `/var/lib/dscode-escape-<pid>-<rand>` as root, `/var/tmp/...` as a user: workspaces,
+    /// storage, the extension folder and everything else the test needs.
+    var: PathBuf,
+}
+
+impl Planted {
+    fn new() -> Self {
+        let name = format!("dscode-escape-{}-{:x}", std::process::id(), rand_u64());
+        let home = real_home().join(&name);
+        let var_parent = if nix::unistd::geteuid().is_root() {
+            "/var/lib"
+        } else {
+            "/var/tmp"
+        };
+        let var = Path::new(var_parent).join(&name);
+        for dir in [&home, &var] {
+            assert!(
+                !dir.starts_with("/tmp"),
+                "{} is under /tmp, which every backend hides: a target there proves nothing",
+                dir.display()
+            );
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        Self { home, var }
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for dir in [&self.home, &self.var] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The user's real home: `$HOME` (scripts/test-unprivileged passes the one from the passwd
+/// entry), else the passwd entry itself.
+fn real_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h.is_dir() && !h.starts_with("/tmp"))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+        .expect("a home directory")
+}
+
+/// Writes `contents` to `path` (creating its parents) with `mode`.
+fn plant(path: &Path, contents: &[u8], mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Copies a directory tree, keeping file modes (the fixture's `bin/hello` is executable).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Another user's home, readable by every local user (dirs 0755, files 0644), so that only the
+/// sandbox can hide it. scripts/test-unprivileged plants one as root before it switches users
+/// and names it in `DSCODE_ESCAPE_VICTIM_HOME` (with its marker in
+/// `DSCODE_ESCAPE_VICTIM_MARKER`); without those (a root run) the test plants its own.
+struct Victim {
+    home: PathBuf,
+    marker: String,
+}
+
+impl Victim {
+    fn find_or_plant(planted: &Planted) -> Self {
+        if let (Some(home), Some(marker)) = (
+            std::env::var_os("DSCODE_ESCAPE_VICTIM_HOME"),
+            std::env::var("DSCODE_ESCAPE_VICTIM_MARKER").ok(),
+        ) {
+            let home = PathBuf::from(home);
+            assert!(
+                home.join(".ssh/id_ed25519").is_file(),
+                "DSCODE_ESCAPE_VICTIM_HOME={} has no .ssh/id_ed25519",
+                home.display()
+            );
+            return Self { home, marker };
+        }
+        let home = planted.var.join("victim/home");
+        let marker = format!("VICTIM-{:x}", rand_u64());
+        plant(
+            &home.join(".ssh/id_ed25519"),
+            format!("-----BEGIN OPENSSH PRIVATE KEY----- {marker}\n").as_bytes(),
+            0o644,
+        );
+        plant(
+            &home.join("project/notes.txt"),
+            format!("notes {marker}\n").as_bytes(),
+            0o644,
+        );
+        for dir in [
+            planted.var.join("victim"),
+            home.clone(),
+            home.join(".ssh"),
+            home.join("project"),
+        ] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { home, marker }
+    }
+}
+
+/// What the kernel says a path is: stat and inotify attacks only count when they see the real
+/// file, not a stand-in a sandbox shows at the same path.
+fn identity(path: &Path) -> Value {
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    json!({
+        "dev": m.dev(),
+        "ino": m.ino(),
+        "size": m.size(),
+        "major": libc::major(m.dev()),
+        "minor": libc::minor(m.dev()),
+    })
+}
+
+/// One path as seen from outside the sandbox: what an attack that worked would change.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Missing,
+    File {
+        meta: [i64; 7],
+        content: Vec<u8>,
+    },
+    Dir {
+        meta: [i64; 7],
+        names: BTreeSet<std::ffi::OsString>,
+    },
+    Link {
+        meta: [i64; 7],
+        target: PathBuf,
+    },
+}
+
+impl Seen {
+    fn of(path: &Path) -> Self {
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            return Self::Missing;
+        };
+        // ctime catches every metadata change, even one that was undone afterwards.
+        let meta = [
+            i64::from(m.mode()),
+            i64::from(m.uid()),
+            i64::from(m.gid()),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ];
+        if m.is_dir() {
+            let names = std::fs::read_dir(path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            Self::Dir { meta, names }
+        } else if m.is_symlink() {
+            Self::Link {
+                meta,
+                target: std::fs::read_link(path).unwrap(),
+            }
+        } else {
+            Self::File {
+                meta,
+                content: std::fs::read(path).unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// Paths no attack may change, as they were before a run.
+struct Snapshot(Vec<(PathBuf, Seen)>);
+
+impl Snapshot {
+    fn take(paths: Vec<PathBuf>) -> Self {
+        Self(
+            paths
+                .into_iter()
+                .map(|p| (p.clone(), Seen::of(&p)))
+                .collect(),
+        )
+    }
+
+    /// What differs now, one line per path.
+    fn changed(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|(path, before)| {
+                let now = Seen::of(path);
+                (now != *before).then(|| {
+                    let what = match (before, &now) {
+                        (Seen::Missing, _) => "created".to_owned(),
+                        (_, Seen::Missing) => "deleted".to_owned(),
+                        (Seen::File { content: a, .. }, Seen::File { content: b, .. })
+                            if a != b =>
+                        {
+                            "content changed".to_owned()
+                        }
+                        (Seen::Dir { names: a, .. }, Seen::Dir { names: b, .. }) if a != b => {
+                            format!(
+                                "entries {:?}",
+                                b.symmetric_difference(a).collect::<Vec<_>>()
+                            )
+                        }
+                        _ => "metadata changed (mode, owner, times or xattrs: ctime)".to_owned(),
+                    };
+                    format!("{}: {what}", path.display())
+                })
+            })
+            .collect()
+    }
+}
+
 struct Fixture {
-    dir: tempfile::TempDir,
-    workspace: PathBuf,
+    planted: Planted,
+    victim: Victim,
+    /// The extension, copied next to the workspaces (an extension folder its user owns, like
+    /// `~/.vscode/extensions/...`; attacks on it never touch the repository).
+    extension: PathBuf,
     storage: PathBuf,
     tcp_port: u16,
     udp_port: u16,
@@ -82,43 +384,113 @@ struct Fixture {
 }
 
 impl Fixture {
+    #[expect(clippy::too_many_lines)] // one list of planted files
     fn new() -> Self {
         let marker = marker();
-        let dir = tempfile::tempdir().unwrap();
-        let p = |rel: &str| dir.path().join(rel);
-        for (rel, contents) in [
+        let planted = Planted::new();
+        let victim = Victim::find_or_plant(&planted);
+        let home = |rel: &str| planted.home.join(rel);
+        let var = |rel: &str| planted.var.join(rel);
+        let key = format!("-----BEGIN OPENSSH PRIVATE KEY----- {marker}\n");
+        let git_config = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n";
+        for (path, contents, mode) in [
+            // The user's home.
+            (home(".ssh/id_rsa"), key.clone(), 0o600),
+            (home(".ssh/id_ed25519"), key.clone(), 0o600),
             (
-                "home/.ssh/id_rsa",
-                format!("-----BEGIN OPENSSH PRIVATE KEY----- {marker}"),
+                home(".aws/credentials"),
+                format!("[default]\naws_secret_access_key = {marker}\n"),
+                0o600,
             ),
             (
-                "home/.aws/credentials",
-                format!("[default]\naws_secret_access_key = {marker}"),
-            ),
-            (
-                "home/.config/google-chrome/Default/Login Data",
+                home(".config/google-chrome/Default/Login Data"),
                 format!("cookie {marker}"),
+                0o600,
             ),
-            ("workspace/src/readable.txt", "readable".into()),
-            ("workspace/private/secret.txt", marker.to_owned()),
-            ("other-storage/secret.txt", marker.to_owned()),
-            ("leak-canary", marker.to_owned()),
+            // Outside every view, owned by the supervisor's user: the metadata target.
+            (
+                home(".bashrc"),
+                "# the user's shell start-up\n".into(),
+                0o644,
+            ),
+            // The baseline workspace.
+            (var("workspace/src/readable.txt"), "readable".into(), 0o644),
+            (
+                var("workspace/src/existing.txt"),
+                "existing\n".into(),
+                0o644,
+            ),
+            (var("workspace/src/meta-target.txt"), "meta\n".into(), 0o644),
+            (
+                var("workspace/private/secret.txt"),
+                marker.to_owned(),
+                0o644,
+            ),
+            (
+                var(&format!("workspace/{READ_WRITE_DIR}/existing.txt")),
+                "existing\n".into(),
+                0o644,
+            ),
+            // The glob workspace.
+            (var("ws-glob/.ssh/id_ed25519"), key.clone(), 0o600),
+            (var("ws-glob/.git/config"), git_config.into(), 0o644),
+            (
+                var("ws-glob/.git/hooks/pre-commit.sample"),
+                "#!/bin/sh\n".into(),
+                0o755,
+            ),
+            (
+                var("ws-glob/notes/todo.txt"),
+                "todo: write more\n".into(),
+                0o644,
+            ),
+            (var("ws-glob/notes/delete-me.md"), "keep me\n".into(), 0o644),
+            (var("ws-glob/README.md"), "# project\n".into(), 0o644),
+            // The unscoped workspace (the config and grants file are written per run).
+            (var("ws-unscoped/.git/config"), git_config.into(), 0o644),
+            (
+                var("ws-unscoped/.git/hooks/pre-commit.sample"),
+                "#!/bin/sh\n".into(),
+                0o755,
+            ),
+            (
+                var("ws-unscoped/.vscode/settings.json"),
+                "{}\n".into(),
+                0o644,
+            ),
+            (var("ws-unscoped/src/main.txt"), "main\n".into(), 0o644),
+            // Everything else.
+            (var("other-storage/secret.txt"), marker.to_owned(), 0o644),
+            (var("leak-canary"), marker.to_owned(), 0o644),
         ] {
-            std::fs::create_dir_all(p(rel).parent().unwrap()).unwrap();
-            std::fs::write(p(rel), contents).unwrap();
+            plant(&path, contents.as_bytes(), mode);
         }
+        // A copy of a binary outside every view: root's own when the supervisor is root, so
+        // that `chmod u+s` on it would hand root to every local user.
+        plant(
+            &var("secrets/escape-true"),
+            &std::fs::read("/bin/true").unwrap(),
+            0o755,
+        );
+        std::os::unix::fs::symlink(
+            format!("/nonexistent/{marker}/id_ed25519"),
+            home(".config/link-to-key"),
+        )
+        .unwrap();
         for rel in ["workspace/out", "outside", "storage"] {
-            std::fs::create_dir_all(p(rel)).unwrap();
+            std::fs::create_dir_all(var(rel)).unwrap();
         }
+        let extension = var("extensions/test.escape-1.0.0");
+        copy_tree(&common::fixture("escape"), &extension);
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let tcp_port = tcp.local_addr().unwrap().port();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let udp_port = udp.local_addr().unwrap().port();
-        let unix = UnixListener::bind(p("outside/listener.sock")).unwrap();
+        let unix = UnixListener::bind(var("outside/listener.sock")).unwrap();
         let abstract_name = format!("dscode-escape-{}-{:x}", std::process::id(), rand_u64());
         let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(abstract_name.as_bytes()).unwrap();
         let abstract_listener = UnixListener::bind_addr(&addr).unwrap();
-        let control = UnixListener::bind(p("control.sock")).unwrap();
+        let control = UnixListener::bind(var("control.sock")).unwrap();
         let hits = vec![
             ("tcp", serve_counting(tcp, |l| l.accept().is_ok())),
             (
@@ -133,7 +505,7 @@ impl Fixture {
             ("control", serve_counting(control, |l| l.accept().is_ok())),
         ];
         // A file the supervisor holds open without close-on-exec: no host may inherit it.
-        let leak = std::fs::File::open(p("leak-canary")).unwrap();
+        let leak = std::fs::File::open(var("leak-canary")).unwrap();
         nix::fcntl::fcntl(
             &leak,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
@@ -143,28 +515,57 @@ impl Fixture {
             .arg("300")
             .spawn()
             .unwrap();
-        Self {
-            workspace: p("workspace"),
-            storage: p("storage"),
-            dir,
+        let fixture = Self {
+            storage: var("storage"),
+            extension,
+            victim,
+            planted,
             tcp_port,
             udp_port,
             abstract_name,
             hits,
             _leak: leak,
             bystander,
-        }
+        };
+        fixture.plant_supervisor_config();
+        fixture
     }
 
+    /// A path under the planted `/var` tree.
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.planted.var.join(rel)
     }
 
-    fn targets(&self, env: &Env) -> Value {
+    fn home(&self, rel: &str) -> PathBuf {
+        self.planted.home.join(rel)
+    }
+
+    fn workspace(&self, scenario: Scenario) -> PathBuf {
+        self.path(scenario.workspace_dir())
+    }
+
+    /// An [`Env`] whose runtime directory is outside /tmp too.
+    fn env(&self) -> Env {
+        Env::new_in(&self.planted.var)
+    }
+
+    fn targets(&self, env: &Env, scenario: Scenario) -> Value {
+        let workspace = self.workspace(scenario);
+        let mut identities = serde_json::Map::new();
+        for path in [
+            self.home(".ssh/id_ed25519"),
+            self.victim.home.join(".ssh/id_ed25519"),
+            self.planted.home.clone(),
+            self.victim.home.clone(),
+            PathBuf::from("/etc"),
+        ] {
+            identities.insert(path.display().to_string(), identity(&path));
+        }
         json!({
-            "home": self.path("home"),
+            "scenario": scenario.name(),
+            "home": self.planted.home,
             "marker": marker(),
-            "workspace": self.workspace,
+            "workspace": workspace,
             "outside": self.path("outside"),
             "otherStorage": self.path("other-storage"),
             "storage": self.storage,
@@ -180,39 +581,178 @@ impl Fixture {
             "envMarker": marker(),
             "python": common::python(),
             "setuidBinary": "/usr/bin/su",
+            "victimHome": self.victim.home,
+            "victimMarker": self.victim.marker,
+            "metaOutside": self.home(".bashrc"),
+            "suidCopy": self.path("secrets/escape-true"),
+            "outsideLink": self.home(".config/link-to-key"),
+            "readWriteDir": workspace.join(READ_WRITE_DIR),
+            "grantsFile": workspace.join("grants.toml"),
+            "configFile": workspace.join("dscode-exthost.toml"),
+            "identities": identities,
         })
     }
 
+    /// What no attack of `scenario` may change.
+    fn guarded(&self, scenario: Scenario) -> Vec<PathBuf> {
+        let ws = self.workspace(scenario);
+        match scenario {
+            Scenario::Baseline => {
+                let mut paths: Vec<PathBuf> = [
+                    "",
+                    ".ssh",
+                    ".ssh/id_rsa",
+                    ".ssh/id_ed25519",
+                    ".aws/credentials",
+                    ".config/google-chrome/Default/Login Data",
+                    ".config/link-to-key",
+                    ".bashrc",
+                ]
+                .iter()
+                .map(|rel| self.home(rel))
+                .collect();
+                paths.extend(
+                    [
+                        "src",
+                        "src/readable.txt",
+                        "src/existing.txt",
+                        "src/meta-target.txt",
+                    ]
+                    .iter()
+                    .chain(&["private/secret.txt"])
+                    .map(|rel| ws.join(rel)),
+                );
+                paths.extend(
+                    [
+                        "secrets",
+                        "secrets/escape-true",
+                        "other-storage/secret.txt",
+                        "outside",
+                    ]
+                    .iter()
+                    .map(|rel| self.path(rel)),
+                );
+                paths.extend(
+                    ["", "README.md", "package.json", "bin/hello"]
+                        .iter()
+                        .map(|rel| self.extension.join(rel)),
+                );
+                paths.extend(
+                    [
+                        "",
+                        ".ssh",
+                        ".ssh/id_ed25519",
+                        "project",
+                        "project/notes.txt",
+                    ]
+                    .iter()
+                    .map(|rel| self.victim.home.join(rel)),
+                );
+                paths
+            }
+            Scenario::Glob => [
+                ".ssh/id_ed25519",
+                ".git",
+                ".git/config",
+                ".git/hooks",
+                "notes/delete-me.md",
+                "notes/todo.txt",
+                "sub",
+            ]
+            .iter()
+            .map(|rel| ws.join(rel))
+            .collect(),
+            Scenario::Unscoped => [
+                ".git",
+                ".git/config",
+                ".git/hooks",
+                ".vscode",
+                ".vscode/settings.json",
+                ".vscode/tasks.json",
+                ".envrc",
+                "grants.toml",
+                "dscode-exthost.toml",
+            ]
+            .iter()
+            .map(|rel| ws.join(rel))
+            .collect(),
+        }
+    }
+
     fn spec(&self, env: &Env, sandbox: SandboxSpec) -> HostSpec {
-        let mut spec = env.spec(&fixture("escape"), options());
+        let mut spec = env.spec(&self.extension, options());
         spec.storage_path = Some(self.storage.clone());
         spec.sandbox = sandbox;
         spec
     }
 
-    fn broker(&self) -> Broker {
-        let mut grants = GrantsFile::default();
-        grants.extensions.insert(
-            "test.escape".into(),
-            Grant {
-                version: "1.0.0".into(),
-                requested: vec![
-                    "fileSystem.read:src/**".into(),
-                    "fileSystem.write:out/**".into(),
-                ],
-                allow: vec![
-                    "fileSystem.read:src/**".into(),
-                    "fileSystem.write:out/**".into(),
-                ],
-                deny: Vec::new(),
-            },
+    /// The grant `scenario` runs with.
+    fn grant(scenario: Scenario) -> Grant {
+        let allow: Vec<String> = scenario.allow().iter().map(|s| (*s).to_owned()).collect();
+        Grant {
+            version: "1.0.0".into(),
+            requested: allow.clone(),
+            allow,
+            deny: Vec::new(),
+        }
+    }
+
+    /// The supervisor's config file in the unscoped workspace, naming the grants file beside
+    /// it, as a user who keeps the supervisor's setup in the project has it.
+    fn plant_supervisor_config(&self) -> PathBuf {
+        let workspace = self.workspace(Scenario::Unscoped);
+        let config = workspace.join("dscode-exthost.toml");
+        let text = format!(
+            "[supervisor]\nworkspace = [{:?}]\ngrants = \"grants.toml\"\n\n[[extension]]\npath = {:?}\n",
+            workspace.display().to_string(),
+            self.extension.display().to_string(),
         );
+        plant(&config, text.as_bytes(), 0o644);
+        let mut grants = toml_table(EXTENSION_ID, &Self::grant(Scenario::Unscoped));
+        grants.insert(0, "# The supervisor's own grants.\n".into());
+        plant(
+            &workspace.join("grants.toml"),
+            grants.concat().as_bytes(),
+            0o644,
+        );
+        config
+    }
+
+    /// The broker `scenario` runs with. The unscoped run's is set up the way `dscode-exthost
+    /// run` sets itself up from its config file (which lies in the workspace).
+    fn broker(&self, scenario: Scenario) -> Broker {
+        if scenario == Scenario::Unscoped {
+            return supervisor_broker(&self.workspace(scenario).join("dscode-exthost.toml"));
+        }
+        let mut grants = GrantsFile::default();
+        grants
+            .extensions
+            .insert(EXTENSION_ID.into(), Self::grant(scenario));
         Broker::new(
-            vec![self.workspace.clone()],
+            vec![self.workspace(scenario)],
             Arc::new(grants),
             Arc::new(ConsoleUi::default()),
             RateLimitConfig::default(),
         )
+    }
+
+    /// Starts the hostile extension with `scenario`'s grants and the view they give.
+    async fn start(&self, env: &Env, scenario: Scenario, sandbox: SandboxSpec) -> HostHandle {
+        let mut spec = self.spec(env, sandbox);
+        let broker = self.broker(scenario);
+        broker
+            .register(ExtensionInfo::from_spec(&spec))
+            .await
+            .unwrap();
+        spec.sandbox.grants = direct_view_for(&broker, EXTENSION_ID);
+        if scenario == Scenario::Unscoped {
+            let config =
+                Config::load(&self.workspace(scenario).join("dscode-exthost.toml")).unwrap();
+            std::sync::Arc::make_mut(&mut spec.sandbox.settings).private = config.private_paths();
+        }
+        let host = HostHandle::spawn(spec, Arc::new(broker));
+        host.start().await.expect("the hostile extension starts");
+        host
     }
 
     fn reached(&self) -> Vec<String> {
@@ -231,6 +771,46 @@ impl Drop for Fixture {
     }
 }
 
+/// A grants-file table for one extension, as `dscode-exthost grant` writes it.
+fn toml_table(extension: &str, grant: &Grant) -> Vec<String> {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        format!("[extensions.{extension:?}]\n"),
+        format!("version = {:?}\n", grant.version),
+        format!("requested = [{}]\n", list(&grant.requested)),
+        format!("allow = [{}]\n", list(&grant.allow)),
+    ]
+}
+
+/// The broker of a supervisor started from `config`, as `dscode-exthost run` builds it.
+// LEAD: once the supervisor knows its own files (config, grants, state) and keeps them out of
+// every view and away from the broker's file calls, build this the way `run` does (through
+// whatever function `run` then uses), so that knowledge reaches the test too.
+fn supervisor_broker(config: &Path) -> Broker {
+    let config = Config::load(config).unwrap();
+    let broker = Broker::new(
+        config.workspace(),
+        Arc::new(GrantsOnDisk::new(config.grants_path())),
+        Arc::new(ConsoleUi::default()),
+        RateLimitConfig::default(),
+    );
+    broker.set_private_paths(config.private_paths());
+    broker
+}
+
+/// The file-system grants the OS view is computed from at each start (see
+/// `dscode_extension_host::sandbox::view`).
+fn direct_view_for(broker: &Broker, extension: &str) -> FsGrants {
+    broker
+        .direct_view(extension)
+        .expect("the extension is registered")
+}
+
 fn options() -> HostOptions {
     HostOptions {
         request_timeout: Duration::from_secs(120),
@@ -244,30 +824,23 @@ fn profile(backend: Backend) -> SandboxSpec {
     SandboxSpec::new(profile, settings())
 }
 
-async fn start(fixture: &Fixture, env: &Env, sandbox: SandboxSpec) -> HostHandle {
-    let spec = fixture.spec(env, sandbox);
-    let mut spec = spec;
-    let broker = fixture.broker();
-    broker
-        .register(ExtensionInfo::from_spec(&spec))
-        .await
-        .unwrap();
-    spec.sandbox.grants = broker.direct_view(&spec.id).unwrap();
-    let host = HostHandle::spawn(spec, Arc::new(broker));
-    host.start().await.expect("the hostile extension starts");
-    host
-}
-
-/// Runs every attack; returns the results array.
+/// Runs every attack of `targets.scenario`; returns the results array.
 async fn run_attacks(host: &HostHandle, targets: &Value) -> Vec<Value> {
     let out = host
         .execute_command("escape.run", &raw(&json!([targets]).to_string()))
         .await
         .expect("escape.run answers");
-    let results = json(&out)["results"].as_array().cloned().expect("results");
+    let out = json(&out);
+    let results = out["results"].as_array().cloned().expect("results");
+    println!(
+        "--- scenario {} ({} attacks, {} ms)",
+        targets["scenario"].as_str().unwrap_or("?"),
+        results.len(),
+        out["durationMs"]
+    );
     for r in &results {
         println!(
-            "{:<28} attack {:<9} control {:<4} | {} | {}",
+            "{:<36} attack {:<9} control {:<4} | {} | {}",
             r["id"].as_str().unwrap_or("?"),
             if r["attack"]["succeeded"] == true {
                 "SUCCEEDED"
@@ -286,70 +859,211 @@ async fn run_attacks(host: &HostHandle, targets: &Value) -> Vec<Value> {
     results
 }
 
-async fn escape_suite(backend: Backend) {
-    let env = Env::new();
-    let fixture = Fixture::new();
-    let host = start(&fixture, &env, profile(backend)).await;
-    let report = host
-        .status()
-        .sandbox
-        .expect("a sandboxed host has a report");
-    assert_eq!(report.backend, backend);
-    for layer in [
-        Layer::Filesystem,
-        Layer::Network,
-        Layer::Seccomp,
-        Layer::Capabilities,
-        Layer::NoNewPrivs,
-    ] {
-        assert_eq!(
-            report.layer(layer).unwrap().enforcement,
-            Enforcement::FullyEnforced,
-            "{}",
-            report.table()
-        );
+/// The attacks added for issue 11, each of which the suite must see run.
+const NEW_ATTACKS: &[&str] = &[
+    // glob scopes
+    "glob.read-ssh-key",
+    "glob.broker-read-ssh-key",
+    "glob.write-git-hook",
+    "glob.write-git-config",
+    "glob.delete-without-permission",
+    "glob.nested-git-repo",
+    // protected paths
+    "protected.direct-git-config",
+    "protected.broker-git-config",
+    "protected.direct-git-hook",
+    "protected.broker-git-hook",
+    "protected.direct-vscode-tasks",
+    "protected.broker-vscode-tasks",
+    "protected.direct-envrc",
+    "protected.broker-envrc",
+    // the supervisor's own files
+    "selfgrant.direct-grants-file",
+    "selfgrant.broker-grants-file",
+    "selfgrant.direct-config-file",
+    "selfgrant.broker-config-file",
+    // read+write of one folder (bwrap's dedup)
+    "fs.modify-readonly-grant",
+    // another user's home, leases, inotify, stat
+    "fs.read-victim-ssh-key",
+    "fs.read-victim-project",
+    "fs.list-victim-home",
+    "fs.lease-workspace-file",
+    "fs.inotify-outside",
+    "fs.inotify-victim-home",
+    "fs.inotify-etc",
+    "fs.stat-outside",
+    "fs.lstat-victim",
+    "fs.readlink-outside",
+    // exec
+    "exec.memfd-execveat",
+    "exec.memfd-proc-fd",
+    "exec.tmp-binary",
+    "exec.storage-binary",
+    "exec.dlopen-tmp",
+    "exec.dlopen-storage",
+    // x32
+    "kernel.x32-getpid",
+    "kernel.x32-unshare",
+    "kernel.x32-ptrace",
+    // metadata
+    "meta.chmod-outside",
+    "meta.chmod-setuid-outside",
+    "meta.chown-outside",
+    "meta.utimes-outside",
+    "meta.fchmod-rdonly-fd-outside",
+    "meta.fchown-rdonly-fd-outside",
+    "meta.futimes-rdonly-fd-outside",
+    "meta.fchmodat-outside",
+    "meta.fchmodat2-opath-outside",
+    "meta.setxattr-outside",
+    "meta.fsetxattr-rdonly-fd-outside",
+    "meta.chmod-readonly-workspace",
+    "meta.chmod-setuid-readonly-workspace",
+    "meta.chown-readonly-workspace",
+    "meta.utimes-readonly-workspace",
+    "meta.fchmod-rdonly-fd-readonly-workspace",
+    "meta.fchown-rdonly-fd-readonly-workspace",
+    "meta.futimes-rdonly-fd-readonly-workspace",
+    "meta.fchmodat-readonly-workspace",
+    "meta.fchmodat2-opath-readonly-workspace",
+    "meta.setxattr-readonly-workspace",
+    "meta.fsetxattr-rdonly-fd-readonly-workspace",
+    "meta.chmod-extension",
+    "meta.utimes-extension",
+    "meta.fchmod-rdonly-fd-extension",
+    "meta.fchmodat2-opath-extension",
+    "meta.setxattr-extension",
+    "meta.setuid-binary-outside",
+];
+
+/// One run per scenario: what each returned and what changed that no attack may change.
+struct Runs(Vec<(Scenario, Vec<Value>, Vec<String>)>);
+
+impl Runs {
+    fn results(&self) -> impl Iterator<Item = &Value> {
+        self.0.iter().flat_map(|(_, results, _)| results)
     }
-    let results = run_attacks(&host, &fixture.targets(&env)).await;
-    let ids: std::collections::BTreeSet<_> = results
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect();
+
+    fn ids(&self, scenario: Scenario) -> BTreeSet<String> {
+        self.0
+            .iter()
+            .filter(|(s, _, _)| *s == scenario)
+            .flat_map(|(_, results, _)| results)
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn succeeded(&self) -> BTreeSet<&str> {
+        self.results()
+            .filter(|r| r["attack"]["succeeded"] == true)
+            .map(|r| r["id"].as_str().unwrap())
+            .collect()
+    }
+
+    fn missing_new_attacks(&self) -> Vec<&'static str> {
+        let ran: BTreeSet<_> = self.results().map(|r| r["id"].as_str().unwrap()).collect();
+        NEW_ATTACKS
+            .iter()
+            .copied()
+            .filter(|id| !ran.contains(id))
+            .collect()
+    }
+}
+
+/// Runs every scenario in `sandbox`, checking the sandbox report when `backend` is given.
+async fn run_all(fixture: &Fixture, env: &Env, sandbox: &SandboxSpec) -> Runs {
+    let mut runs = Vec::new();
+    for scenario in Scenario::ALL {
+        let snapshot = Snapshot::take(fixture.guarded(scenario));
+        let host = fixture.start(env, scenario, sandbox.clone()).await;
+        if sandbox.profile.backend != Backend::None {
+            let report = host
+                .status()
+                .sandbox
+                .expect("a sandboxed host has a report");
+            assert_eq!(report.backend, sandbox.profile.backend);
+            for layer in [
+                Layer::Filesystem,
+                Layer::Network,
+                Layer::Seccomp,
+                Layer::Capabilities,
+                Layer::NoNewPrivs,
+            ] {
+                assert_eq!(
+                    report.layer(layer).unwrap().enforcement,
+                    Enforcement::FullyEnforced,
+                    "{}",
+                    report.table()
+                );
+            }
+        }
+        let results = run_attacks(&host, &fixture.targets(env, scenario)).await;
+        // The host is still healthy after all of it.
+        assert_eq!(host.status().state, S::Running, "{}", scenario.name());
+        host.stop().await;
+        runs.push((scenario, results, snapshot.changed()));
+    }
+    Runs(runs)
+}
+
+async fn escape_suite(backend: Backend) {
+    let fixture = Fixture::new();
+    let env = fixture.env();
+    let runs = run_all(&fixture, &env, &profile(backend)).await;
+    let ids = runs.ids(Scenario::Baseline);
     assert!(
         ids.len() >= 30,
         "only {} distinct attacks: {ids:?}",
         ids.len()
     );
-    let escaped: Vec<_> = results
-        .iter()
+    let missing = runs.missing_new_attacks();
+    assert!(
+        missing.is_empty(),
+        "{backend}: attacks not run: {missing:?}"
+    );
+    let line = |r: &Value, part: &str| {
+        format!(
+            "{}: {}",
+            r["id"].as_str().unwrap_or("?"),
+            r[part]["evidence"].as_str().unwrap_or("")
+        )
+    };
+    let escaped: Vec<_> = runs
+        .results()
         .filter(|r| r["attack"]["succeeded"] != false)
+        .map(|r| line(r, "attack"))
         .collect();
-    let broken: Vec<_> = results
-        .iter()
+    let broken: Vec<_> = runs
+        .results()
         .filter(|r| r["control"]["ok"] != true)
+        .map(|r| line(r, "control"))
         .collect();
-    assert!(
-        escaped.is_empty(),
-        "{backend}: attacks succeeded: {escaped:#?}"
-    );
-    assert!(
-        broken.is_empty(),
-        "{backend}: positive controls failed: {broken:#?}"
-    );
-    // What the attacks aimed at saw nothing, and nothing appeared where nothing may be written.
-    assert!(
-        fixture.reached().is_empty(),
-        "{backend}: reached {:?}",
-        fixture.reached()
-    );
+    // Seen from outside: what no attack may change is unchanged, what the attacks aimed at saw
+    // nothing, and nothing appeared where nothing may be written.
+    let changed: Vec<_> = runs
+        .0
+        .iter()
+        .flat_map(|(s, _, changed)| changed.iter().map(move |c| format!("{}: {c}", s.name())))
+        .collect();
     let outside: Vec<_> = std::fs::read_dir(fixture.path("outside"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| n != "listener.sock")
         .collect();
-    assert!(outside.is_empty(), "{backend}: wrote {outside:?} outside");
-    // The host is still healthy after all of it.
-    assert_eq!(host.status().state, S::Running);
-    host.stop().await;
+    let reached = fixture.reached();
+    // One report with everything, so that one run shows all that is wrong.
+    assert!(
+        escaped.is_empty()
+            && broken.is_empty()
+            && changed.is_empty()
+            && reached.is_empty()
+            && outside.is_empty(),
+        "{backend}: {} attacks succeeded: {escaped:#?}\n{} positive controls failed: {broken:#?}\n\
+         changed from outside: {changed:#?}\nreached: {reached:?}\nwrote outside: {outside:?}",
+        escaped.len(),
+        broken.len(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -367,20 +1081,47 @@ async fn escape_suite_bwrap_landlock() {
     escape_suite(Backend::BwrapLandlock).await;
 }
 
+/// New attacks that cannot succeed even without a sandbox, and why. Everything else in
+/// [`NEW_ATTACKS`] must succeed there, or it measures nothing.
+fn cannot_succeed_unsandboxed(id: &str, x32_kernel: bool) -> Option<&'static str> {
+    if id.starts_with("glob.broker-")
+        || id.starts_with("protected.broker-")
+        || id.starts_with("selfgrant.broker-")
+    {
+        // Today's broker serves protected paths and the supervisor's own files, so these do
+        // succeed now; once it refuses them they fail with or without an OS sandbox.
+        return Some("the broker decides, whatever the backend");
+    }
+    if id.starts_with("kernel.x32-") && !x32_kernel {
+        return Some("this kernel has no x32 ABI (CONFIG_X86_X32_ABI): it answers ENOSYS itself");
+    }
+    None
+}
+
+/// Whether the kernel runs x32 system calls at all (they need `CONFIG_X86_X32_ABI`).
+fn kernel_has_x32() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: getpid through the x32 number takes no arguments and changes nothing.
+        #[expect(unsafe_code)]
+        let ret = unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) };
+        ret > 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Without a sandbox the same attacks work: the suite measures something.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_sandbox_the_attacks_succeed() {
-    let env = Env::new();
     let fixture = Fixture::new();
-    let host = start(&fixture, &env, SandboxSpec::none()).await;
-    let results = run_attacks(&host, &fixture.targets(&env)).await;
-    let succeeded: Vec<&str> = results
-        .iter()
-        .filter(|r| r["attack"]["succeeded"] == true)
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
-    let categories: std::collections::BTreeSet<_> = results
-        .iter()
+    let env = fixture.env();
+    let runs = run_all(&fixture, &env, &SandboxSpec::none()).await;
+    let succeeded = runs.succeeded();
+    let categories: BTreeSet<_> = runs
+        .results()
         .filter(|r| r["attack"]["succeeded"] == true)
         .map(|r| r["category"].as_str().unwrap_or(""))
         .collect();
@@ -394,22 +1135,38 @@ async fn without_a_sandbox_the_attacks_succeed() {
         !fixture.reached().is_empty(),
         "the unsandboxed host reached none of the servers"
     );
-    let broken: Vec<_> = results
-        .iter()
+    let missing = runs.missing_new_attacks();
+    assert!(missing.is_empty(), "attacks not run: {missing:?}");
+    let x32 = kernel_has_x32();
+    let mut excused = Vec::new();
+    let mut idle = Vec::new();
+    for id in NEW_ATTACKS {
+        match cannot_succeed_unsandboxed(id, x32) {
+            Some(why) => excused.push(format!("{id}: {why}")),
+            None if !succeeded.contains(id) => idle.push(*id),
+            None => {}
+        }
+    }
+    println!("not expected to succeed unsandboxed: {excused:#?}");
+    assert!(
+        idle.is_empty(),
+        "new attacks that did not work even unsandboxed: {idle:?}"
+    );
+    let broken: Vec<_> = runs
+        .results()
         .filter(|r| r["control"]["ok"] != true)
         .collect();
     assert!(
         broken.is_empty(),
         "positive controls failed unsandboxed: {broken:#?}"
     );
-    host.stop().await;
 }
 
 /// A host's fork bomb or memory bomb kills that host only, with the limit named; a bystander
 /// keeps serving.
 async fn bomb(backend: Backend, command: &str, limit: Layer) {
-    let env = Env::new();
     let fixture = Fixture::new();
+    let env = fixture.env();
     let dir = tempfile::tempdir().unwrap();
     // One limit tight per bomb: a fork bomb of Node processes also adds up to a lot of memory.
     let default = dscode_extension_host::sandbox::profile::BUILTIN[0].1;
@@ -426,13 +1183,12 @@ async fn bomb(backend: Backend, command: &str, limit: Layer) {
     options.restart.max_restarts = 0;
     let mut spec = fixture.spec(&env, SandboxSpec::new(profile, settings()));
     spec.options = options;
-    let mut spec = spec;
-    let broker = fixture.broker();
+    let broker = fixture.broker(Scenario::Baseline);
     broker
         .register(ExtensionInfo::from_spec(&spec))
         .await
         .unwrap();
-    spec.sandbox.grants = broker.direct_view(&spec.id).unwrap();
+    spec.sandbox.grants = direct_view_for(&broker, EXTENSION_ID);
     let host = HostHandle::spawn(spec, Arc::new(broker));
     host.start().await.unwrap();
     let bystander = env.host(&common::example("hello"), fast());
@@ -480,10 +1236,12 @@ async fn a_memory_bomb_kills_only_its_host_bwrap_landlock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filling_tmp_stops_at_the_cap() {
-    let env = Env::new();
     let fixture = Fixture::new();
+    let env = fixture.env();
     for backend in [Backend::Landlock, Backend::BwrapLandlock] {
-        let host = start(&fixture, &env, profile(backend)).await;
+        let host = fixture
+            .start(&env, Scenario::Baseline, profile(backend))
+            .await;
         let out = json(
             &host
                 .execute_command("escape.fillTmp", &raw("[{}]"))
@@ -627,7 +1385,7 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     std::fs::write(src.join("a.txt"), "direct").unwrap();
     let file = src.join("a.txt").to_str().unwrap().to_owned();
     let host = HostHandle::spawn(
-        env.spec(&fixture("api-client"), fast()),
+        env.spec(&common::fixture("api-client"), fast()),
         Arc::new(dscode_extension_host::ipc::NoMethods),
     );
     let read_direct = || async {
@@ -636,22 +1394,21 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     };
     let view = |globs: &[&str]| {
         let host = host.clone();
-        let grants = FsGrants {
-            workspace: vec![workspace.path().to_owned()],
-            allow: globs
-                .iter()
-                .map(|g| PathRule {
-                    permission: Permission::FileSystemRead,
-                    root: ScopeRoot::Workspace,
-                    glob: Glob::parse(g).unwrap(),
-                })
-                .collect(),
-            deny: Vec::new(),
-        };
         let grants = if globs.is_empty() {
             FsGrants::default()
         } else {
-            grants
+            FsGrants {
+                workspace: vec![workspace.path().to_owned()],
+                allow: globs
+                    .iter()
+                    .map(|g| PathRule {
+                        permission: Permission::FileSystemRead,
+                        root: ScopeRoot::Workspace,
+                        glob: Glob::parse(g).unwrap(),
+                    })
+                    .collect(),
+                deny: Vec::new(),
+            }
         };
         async move { host.set_direct_view(grants).await }
     };

@@ -27,6 +27,14 @@ impl Env {
         Self { dir, node }
     }
 
+    /// The same with the runtime directory inside `parent` (for a sandbox test whose targets
+    /// must not lie under /tmp, which every backend replaces with a private one).
+    pub fn new_in(parent: &std::path::Path) -> Self {
+        let dir = tempfile::tempdir_in(parent).expect("tempdir");
+        let node = NodeRuntime::embedded_in(dir.path(), "node").expect("unpack node-host");
+        Self { dir, node }
+    }
+
     pub fn spec(&self, extension: &std::path::Path, options: HostOptions) -> HostSpec {
         let mut spec = self
             .node
