@@ -17,10 +17,10 @@
 //! A character that is special is matched literally inside a class: `[*]`, `[?]`, `[[]`, `[{]`.
 //! Backslash escapes are refused, and so is anything that would not mean what it looks like:
 //! an unclosed `[` or `{`, an empty `[]` or `{}`, `**` inside a segment (`src/**.js`: write
-//! `src/**/*.js`), a `/` inside braces, `[:alpha:]`-style names, a range that runs backwards,
-//! more than [`MAX_ALTERNATIVES`] alternatives in one segment, braces nested more than
-//! [`MAX_BRACE_DEPTH`] deep, `.`/`..`/empty segments, more than [`MAX_SEGMENTS`] segments or
-//! [`MAX_LEN`] characters.
+//! `src/**/*.js`), braces that put two `*` side by side (`*{*,a}`), a `/` inside braces or a
+//! class, `[:alpha:]`-style names, a range that runs backwards, more than [`MAX_ALTERNATIVES`]
+//! alternatives in one segment, braces nested more than [`MAX_BRACE_DEPTH`] deep, `.`/`..`/empty
+//! segments, more than [`MAX_SEGMENTS`] segments or [`MAX_LEN`] characters.
 //!
 //! Both the glob (from a manifest) and the path (from a request) come from the extension, so
 //! matching is polynomial whatever they hold: braces are expanded at parse time within the
@@ -95,6 +95,14 @@ pub enum GlobError {
         /// The glob with the braces closed at the end of that segment.
         fixed: String,
     },
+    /// A class that holds a `/`.
+    #[error(
+        "`/` inside `[...]` in `{glob}`: a class matches one character of a segment, never `/`"
+    )]
+    SlashInClass {
+        /// The glob as written.
+        glob: String,
+    },
     /// Braces whose alternatives hold a `/`.
     #[error(
         "`/` inside `{{...}}` in `{glob}`: braces choose within one path segment; write \
@@ -152,15 +160,26 @@ pub enum GlobError {
     /// `**` with other characters in its segment (`**.js`, `a**b`).
     #[error(
         "`**` in `{segment}` is not a whole segment: `**` stands alone between slashes; write \
-         `{within}` to match within one folder, or `{across}` to match in every folder beneath"
+         `{within}` to match within one folder{}",
+        across.as_ref().map_or(String::new(), |a| format!(", or `{a}` to match in every folder beneath"))
     )]
     DoubleStarInSegment {
         /// The segment as written.
         segment: String,
         /// The glob with `**` read as `*` (one segment).
         within: String,
-        /// The glob with the segment split around a `**` segment.
-        across: String,
+        /// The glob with the segment split around a `**` segment; `None` when the `**` is
+        /// inside braces, which cannot hold a `/`.
+        across: Option<String>,
+    },
+    /// Braces that put two `*` side by side (`*{*,a}`), which would read as a `**`.
+    #[error(
+        "the braces in `{segment}` put two `*` side by side, which reads as `**` but is not a \
+         whole segment; write one `*` (`*{{,a}}` rather than `*{{*,a}}`)"
+    )]
+    StarsMeet {
+        /// The segment as written.
+        segment: String,
     },
     /// Braces expanding to more than [`MAX_ALTERNATIVES`] alternatives in one segment.
     #[error(
@@ -228,21 +247,15 @@ impl Glob {
         if raw.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
             return Err(GlobError::DotSegment);
         }
-        if raw.len() > MAX_SEGMENTS || text.len() > MAX_LEN {
+        if raw.len() > MAX_SEGMENTS || text.chars().count() > MAX_LEN {
             return Err(GlobError::TooLong);
         }
         let mut segments = Vec::with_capacity(raw.len());
         let mut canonical: Vec<&str> = Vec::with_capacity(raw.len());
         let mut expanded = 0;
         for (index, &segment) in raw.iter().enumerate() {
-            let parsed = parse_segment(segment).map_err(|problem| {
-                segment_error(
-                    problem,
-                    &raw,
-                    index,
-                    raw[index + 1..].join("/").contains('}'),
-                )
-            })?;
+            let parsed =
+                parse_segment(segment).map_err(|problem| segment_error(problem, &raw, index))?;
             match parsed {
                 // `**/**` means what `**` means; one spelling keeps equal globs equal.
                 Segment::AnyDepth if matches!(segments.last(), Some(Segment::AnyDepth)) => {}
@@ -478,22 +491,24 @@ enum Problem {
     EmptyClass,
     NamedClass,
     ReversedRange(char, char),
-    DoubleStar(usize),
+    DoubleStar { at: usize, in_braces: bool },
+    StarsMeet,
     TooManyAlternatives,
     TooDeep,
     DotAlternative,
 }
 
-fn segment_error(problem: Problem, raw: &[&str], index: usize, brace_later: bool) -> GlobError {
+fn segment_error(problem: Problem, raw: &[&str], index: usize) -> GlobError {
     let segment = raw[index].to_owned();
+    // The closing character is there, past a `/`: the author meant it to span segments.
+    let later = |c: char| raw[index + 1..].iter().any(|s| s.contains(c));
     let glob_with = |replacement: &str| {
         let mut parts = raw.to_vec();
         parts[index] = replacement;
         parts.join("/")
     };
     match problem {
-        // The `}` is there, past a `/`: the author meant braces across segments.
-        Problem::UnclosedBrace { .. } if brace_later => GlobError::SlashInBraces {
+        Problem::UnclosedBrace { .. } if later('}') => GlobError::SlashInBraces {
             glob: raw.join("/"),
         },
         Problem::UnclosedBrace { open } => GlobError::UnclosedBrace {
@@ -501,6 +516,9 @@ fn segment_error(problem: Problem, raw: &[&str], index: usize, brace_later: bool
             segment,
         },
         Problem::EmptyBraces => GlobError::EmptyBraces { segment },
+        Problem::UnclosedClass if later(']') => GlobError::SlashInClass {
+            glob: raw.join("/"),
+        },
         Problem::UnclosedClass => GlobError::UnclosedClass {
             fixed: glob_with(&format!("{segment}]")),
             segment,
@@ -508,14 +526,14 @@ fn segment_error(problem: Problem, raw: &[&str], index: usize, brace_later: bool
         Problem::EmptyClass => GlobError::EmptyClass { segment },
         Problem::NamedClass => GlobError::NamedClass { segment },
         Problem::ReversedRange(from, to) => GlobError::ReversedRange { segment, from, to },
-        Problem::DoubleStar(at) => {
+        Problem::DoubleStar { at, in_braces } => {
             let (before, after) = (&segment[..at], &segment[at + 2..]);
             let within = glob_with(&format!("{before}*{after}"));
-            let across = match (before.is_empty(), after.is_empty()) {
+            let across = (!in_braces).then(|| match (before.is_empty(), after.is_empty()) {
                 (true, _) => glob_with(&format!("**/*{after}")),
                 (false, true) => glob_with(&format!("{before}*/**")),
                 (false, false) => glob_with(&format!("{before}*/**/*{after}")),
-            };
+            });
             GlobError::DoubleStarInSegment {
                 segment,
                 within,
@@ -524,6 +542,7 @@ fn segment_error(problem: Problem, raw: &[&str], index: usize, brace_later: bool
         }
         Problem::TooManyAlternatives => GlobError::TooManyAlternatives { segment },
         Problem::TooDeep => GlobError::TooDeep { segment },
+        Problem::StarsMeet => GlobError::StarsMeet { segment },
         Problem::DotAlternative => GlobError::DotSegment,
     }
 }
@@ -542,8 +561,13 @@ fn parse_segment(segment: &str) -> Result<Segment, Problem> {
     };
     let mut alternatives = parser.sequence()?;
     for alternative in &mut alternatives {
-        // `*{*,a}` puts two stars side by side; within a segment they mean one.
-        alternative.dedup_by(|a, b| *a == Token::Star && *b == Token::Star);
+        // `*{*,a}` or `*{,a}*`: textually a `**`, which is not what it means here.
+        if alternative
+            .windows(2)
+            .any(|w| w[0] == Token::Star && w[1] == Token::Star)
+        {
+            return Err(Problem::StarsMeet);
+        }
         let literal: Option<String> = alternative
             .iter()
             .map(|t| match t {
@@ -580,7 +604,10 @@ impl SegmentParser {
             let token = match c {
                 ',' | '}' if self.depth > 0 => break,
                 '*' if self.peek(1) == Some('*') => {
-                    return Err(Problem::DoubleStar(self.chars[self.pos].0));
+                    return Err(Problem::DoubleStar {
+                        at: self.chars[self.pos].0,
+                        in_braces: self.depth > 0,
+                    });
                 }
                 '[' => self.class()?,
                 '{' => {
@@ -763,7 +790,6 @@ mod tests {
             ("{a,{b,c}d}", "d", false),
             ("{a,b}{c,d}", "bc", true),
             ("{a,b}{c,d}", "ab", false),
-            ("*{*,x}", "anything", true),
             ("{[ab],c*}", "b", true),
             ("{[ab],c*}", "cat", true),
             ("{[ab],c*}", "d", false),
@@ -828,7 +854,10 @@ mod tests {
             ),
             ("a**", "write `a*` to match within one folder, or `a*/**`"),
             ("a**b", "or `a*/**/*b`"),
-            ("{**,x}", "is not a whole segment"),
+            ("{**,x}", "write `{*,x}` to match within one folder"),
+            ("*{*,x}", "put two `*` side by side"),
+            ("*{,b}*", "put two `*` side by side"),
+            ("src/[a/b]", "`/` inside `[...]`"),
             ("{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}", ""),
             (
                 "{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}",
