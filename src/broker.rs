@@ -133,6 +133,9 @@ pub struct ExtensionInfo {
     pub extension_path: PathBuf,
     /// Its private storage folder, if it has one.
     pub storage_path: Option<PathBuf>,
+    /// Names its sandbox keeps read-only inside writable folders (its profile's
+    /// `filesystem.protected`); the broker refuses changing them the same way.
+    pub protected: Vec<String>,
 }
 
 impl ExtensionInfo {
@@ -145,6 +148,7 @@ impl ExtensionInfo {
             requested: spec.permissions.clone(),
             extension_path: spec.extension_path.clone(),
             storage_path: spec.storage_path.clone(),
+            protected: spec.sandbox.profile.protected.clone(),
         }
     }
 }
@@ -293,6 +297,7 @@ impl Broker {
             .grant_for(&info.id, &info.version, &info.requested)
             .await;
         ExtensionPermissions::effective(&info.id, &info.version, &info.requested, grant.as_ref())
+            .map(|p| p.with_protected(&info.protected))
     }
 
     /// Asks the policy again for every registered extension (after grants changed). A revoked
@@ -682,7 +687,10 @@ async fn serve_file(
         // A link could lead to one of the supervisor's files under a name that is not its own,
         // so links are followed only where none of them lies.
         let private = inner.private.read().expect("private paths");
-        permissions.covers_whole_root(permission, scope_root)
+        // Nor for changes: a link could lead into a protected folder (`.git`) under a name that
+        // is not protected.
+        permission == Permission::FileSystemRead
+            && permissions.covers_whole_root(permission, scope_root)
             && !private.iter().any(|p| served.paths.contains(p))
     };
     let served = Arc::clone(served);
@@ -715,8 +723,29 @@ async fn serve_file(
     }
     let method = method.to_owned();
     let max_file = inner.max_file;
+    let private = inner.private.read().expect("private paths").clone();
     // The file system calls block; keep them off the runtime's worker threads.
     tokio::task::spawn_blocking(move || {
+        if method == "fs/delete" && p.recursive {
+            // Everything a recursive delete would remove must be deletable on its own: a
+            // protected `.git`, a denied folder or a supervisor file inside refuses all of it.
+            let permissions = served.permissions.read().expect("permissions").clone();
+            check_tree(
+                served.validator(follow_links),
+                &resolved,
+                &|relative, absolute| {
+                    if absolute.is_some_and(|a| private.iter().any(|p| a.starts_with(p))) {
+                        return Err(ErrorObject::new(
+                            ErrorCode::PermissionDenied,
+                            "the folder holds one of the supervisor's own files".to_owned(),
+                        ));
+                    }
+                    permissions
+                        .check_path(Permission::FileSystemDelete, scope_root, relative)
+                        .map_err(|e| denied(&e))
+                },
+            )?;
+        }
         file_operation(
             served.validator(follow_links),
             &resolved,
@@ -727,6 +756,44 @@ async fn serve_file(
     })
     .await
     .map_err(|err| ErrorObject::new(ErrorCode::Internal, format!("file operation failed: {err}")))?
+}
+
+/// The most entries a recursive delete examines before it refuses.
+const MAX_DELETE_ENTRIES: usize = 100_000;
+
+/// Applies `check` to every path beneath `dir` (not following symbolic links).
+fn check_tree(
+    paths: &PathValidator,
+    dir: &ResolvedPath,
+    check: &dyn Fn(&std::path::Path, Option<&std::path::Path>) -> Result<(), ErrorObject>,
+) -> Result<(), ErrorObject> {
+    let mut stack = vec![dir.clone()];
+    let mut seen = 0usize;
+    while let Some(next) = stack.pop() {
+        let entries = match paths.read_dir(&next) {
+            Ok(entries) => entries,
+            // A file, not a folder: nothing beneath.
+            Err(_) if stack.is_empty() && next == *dir => return Ok(()),
+            Err(e) => return Err(path_error(&e)),
+        };
+        for entry in entries {
+            seen += 1;
+            if seen > MAX_DELETE_ENTRIES {
+                return Err(ErrorObject::new(
+                    ErrorCode::InvalidParams,
+                    format!(
+                        "{dir} holds more than {MAX_DELETE_ENTRIES} entries; delete it in parts"
+                    ),
+                ));
+            }
+            let child = next.child(&entry.name).map_err(|e| path_error(&e))?;
+            check(child.relative(), paths.absolute(&child).as_deref())?;
+            if entry.kind == FileKind::Directory {
+                stack.push(child);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn io_error(path: &ResolvedPath, err: &std::io::Error) -> ErrorObject {

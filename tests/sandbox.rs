@@ -32,8 +32,8 @@ use dscode_extension_host::lifecycle::{
 use dscode_extension_host::permissions::{
     Glob, Grant, GrantsFile, GrantsOnDisk, Permission, ScopeRoot,
 };
-use dscode_extension_host::sandbox::view::{FsGrants, PathRule};
 use dscode_extension_host::ratelimit::RateLimitConfig;
+use dscode_extension_host::sandbox::view::{FsGrants, PathRule};
 use dscode_extension_host::sandbox::{Backend, Enforcement, Layer, Profile, SandboxSpec};
 use serde_json::{Value, json};
 
@@ -998,7 +998,11 @@ async fn run_all(fixture: &Fixture, env: &Env, sandbox: &SandboxSpec) -> Runs {
                 );
             }
         }
-        let results = run_attacks(&host, &fixture.targets(env, scenario)).await;
+        let mut targets = fixture.targets(env, scenario);
+        // Without Landlock the OS cannot let a host change files without also letting it
+        // create `.git`, so bubblewrap alone leaves workspace writes to the broker.
+        targets["directWrites"] = json!(sandbox.profile.backend != Backend::Bwrap);
+        let results = run_attacks(&host, &targets).await;
         // The host is still healthy after all of it.
         assert_eq!(host.status().state, S::Running, "{}", scenario.name());
         host.stop().await;

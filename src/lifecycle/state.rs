@@ -275,11 +275,9 @@ impl fmt::Display for Reason {
             Self::ViewChanged { grants } if grants.is_empty() => {
                 f.write_str("grants changed its sandbox: no file-system grants left")
             }
-            Self::ViewChanged { grants } => write!(
-                f,
-                "grants changed its sandbox: now {}",
-                grants.join(", ")
-            ),
+            Self::ViewChanged { grants } => {
+                write!(f, "grants changed its sandbox: now {}", grants.join(", "))
+            }
             Self::Stopped { how } => f.write_str(match how {
                 StopOutcome::NotRunning => "no process was running",
                 StopOutcome::Graceful => "deactivated and exited",

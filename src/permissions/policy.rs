@@ -64,6 +64,8 @@ pub struct ExtensionPermissions {
     extension: String,
     allowed: Vec<PermissionRequest>,
     denied: Vec<PermissionRequest>,
+    /// Names that stay unwritable in the workspace unless an allow writes them out.
+    protected: Vec<String>,
 }
 
 /// Why a permission check failed.
@@ -97,7 +99,24 @@ impl ExtensionPermissions {
             extension: extension.to_owned(),
             allowed: Vec::new(),
             denied: Vec::new(),
+            protected: Vec::new(),
         }
+    }
+
+    /// The same permissions with `names` protected: in the workspace, a path with a segment of
+    /// that name (`.git`, `.vscode`, ...) can only be written or deleted under an allow whose
+    /// glob writes that segment out (`fileSystem.write:.vscode/**`), never under `**` or an
+    /// unscoped grant. The sandbox's view leaves the same paths read-only.
+    #[must_use]
+    pub fn with_protected(mut self, names: &[String]) -> Self {
+        self.protected = names.to_vec();
+        self
+    }
+
+    /// The protected names.
+    #[must_use]
+    pub fn protected(&self) -> &[String] {
+        &self.protected
     }
 
     /// The effective permissions of `extension` at `version`: each requested permission that the
@@ -159,6 +178,7 @@ impl ExtensionPermissions {
             extension: extension.to_owned(),
             allowed,
             denied: deny,
+            protected: Vec::new(),
         })
     }
 
@@ -223,9 +243,55 @@ impl ExtensionPermissions {
         relative: &Path,
     ) -> Result<(), PermissionDenied> {
         let shown = format!(" for {}:{}", root.name(), relative.display());
-        self.decide(permission, shown, |entry| {
+        let changes = matches!(
+            permission,
+            Permission::FileSystemWrite | Permission::FileSystemDelete
+        );
+        let guarded = if changes && root == ScopeRoot::Workspace {
+            self.protected_segment(relative)
+        } else {
+            None
+        };
+        let Some((index, name)) = guarded else {
+            return self.decide(permission, shown, |entry| {
+                entry.covers_path(permission, root, relative)
+            });
+        };
+        // A deny decides as usual; an allow must also write the protected segment out.
+        let outcome = self.decide(permission, shown.clone(), |entry| {
             entry.covers_path(permission, root, relative)
+                && (self.denied.contains(entry) || names_literally(entry, index, name))
+        });
+        outcome.map_err(|mut err| {
+            if !err.detail.contains("denied by policy")
+                && self
+                    .allowed
+                    .iter()
+                    .any(|a| a.covers_path(permission, root, relative))
+            {
+                err.needed = format!("{}:{}/**", permission.name(), literal_up_to(relative, index));
+                err.detail = format!(
+                    "{shown}: `{name}` is protected (tools run code from it), so only a grant that names it allows changing it"
+                );
+            }
+            err
         })
+    }
+
+    /// The last segment of `relative` that is a protected name, with its index: an allow must
+    /// write out the path up to it.
+    fn protected_segment<'p>(&self, relative: &'p Path) -> Option<(usize, &'p str)> {
+        relative
+            .components()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                std::path::Component::Normal(name) => name
+                    .to_str()
+                    .filter(|n| self.protected.iter().any(|p| p == n))
+                    .map(|n| (i, n)),
+                _ => None,
+            })
+            .last()
     }
 
     /// The one decision behind every scoped check: a deny that covers the call, or an unscoped
@@ -287,6 +353,24 @@ impl ExtensionPermissions {
             entry.covers_command(permission, id)
         })
     }
+}
+
+/// Whether `entry`'s glob writes out every segment of the path up to `index` literally, so that
+/// the protected name at `index` is named, not matched by a wildcard.
+fn names_literally(entry: &PermissionRequest, index: usize, _name: &str) -> bool {
+    entry
+        .path_scope()
+        .is_some_and(|(_, glob)| glob.literal_prefix().count() > index)
+}
+
+/// `relative` up to and including segment `index`, for the grant an error suggests.
+fn literal_up_to(relative: &Path, index: usize) -> String {
+    relative
+        .components()
+        .take(index + 1)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Grants kept in a TOML file, one table per extension:

@@ -785,7 +785,8 @@ pub fn take_inherited_socket(fd: RawFd) -> Option<std::os::unix::net::UnixStream
     }
     // SAFETY: fstat only writes the stat buffer.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &raw mut stat) } != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
+    if unsafe { libc::fstat(fd, &raw mut stat) } != 0
+        || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
     {
         return None;
     }
@@ -868,4 +869,78 @@ pub(crate) fn close_unowned(fd: RawFd) {
     unsafe {
         libc::close(fd);
     }
+}
+
+/// A user namespace whose only mapping is `disk` (uid, gid) to `host` (uid, gid), as an fd for
+/// an idmapped mount (`mount_attr::IDMAP`): through such a mount, files the supervisor's root
+/// owns on disk appear owned by the unprivileged host user, and files it changes stay owned
+/// by their owner. Only root may map another user.
+///
+/// # Errors
+/// The errno of the fork, `unshare`, a map write or the namespace's open.
+pub fn idmap_userns(disk: (u32, u32), host: (u32, u32)) -> io::Result<std::os::fd::OwnedFd> {
+    let mut ready = [0 as RawFd; 2];
+    let mut release = [0 as RawFd; 2];
+    // SAFETY: each array has room for the two fds pipe2 writes.
+    check(unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    if let Err(err) = check(unsafe { libc::pipe2(release.as_mut_ptr(), libc::O_CLOEXEC) }) {
+        // SAFETY: closing the fds just made.
+        unsafe {
+            libc::close(ready[0]);
+            libc::close(ready[1]);
+        }
+        return Err(err);
+    }
+    // Prepared before the fork: the child only makes async-signal-safe calls.
+    let uid_map = format!("{} {} 1\n", disk.0, host.0);
+    let gid_map = format!("{} {} 1\n", disk.1, host.1);
+    // SAFETY: the child only calls unshare, read, write, close and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above; `byte` is a local.
+        unsafe {
+            libc::close(ready[0]);
+            libc::close(release[1]);
+            let mut byte = [u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0)];
+            let _ = libc::write(ready[1], byte.as_ptr().cast(), 1);
+            // Stay until the parent has what it needs (or is gone).
+            let _ = libc::read(release[0], byte.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: closing the child's ends in the parent.
+    unsafe {
+        libc::close(ready[1]);
+        libc::close(release[0]);
+    }
+    let result = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        let mut byte = [0u8];
+        // SAFETY: reading one byte into a local.
+        let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
+        if n == 1 && byte[0] == 1 {
+            std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                .and_then(|()| std::fs::write(format!("/proc/{pid}/uid_map"), &uid_map))
+                .and_then(|()| std::fs::write(format!("/proc/{pid}/gid_map"), &gid_map))
+                .and_then(|()| std::fs::File::open(format!("/proc/{pid}/ns/user")))
+                .map(std::os::fd::OwnedFd::from)
+        } else {
+            Err(io::Error::other(
+                "the id-map helper could not make a user namespace",
+            ))
+        }
+    };
+    // SAFETY: closing our ends releases the child; then it is reaped.
+    unsafe {
+        libc::close(ready[0]);
+        libc::close(release[1]);
+        if pid > 0 {
+            let mut status = 0;
+            while libc::waitpid(pid, &raw mut status, 0) == -1
+                && *libc::__errno_location() == libc::EINTR
+            {}
+        }
+    }
+    result
 }

@@ -219,12 +219,18 @@ fn runtime_paths(profile_runtime: &[PathBuf], program: &Path, args: &[OsString])
     runtime
 }
 
-/// The binds of the minimal root, and for a root supervisor the trees to send: each cloned
-/// from the path now, with its flags set, so the unprivileged host user needs no access to the
-/// folders above it.
-fn binds(view: &View, clone_trees: bool) -> Result<(Vec<Bind>, Vec<OwnedFd>), SandboxError> {
+/// The binds of the minimal root, and for a root supervisor (`host_user`) the trees to send:
+/// each cloned from the path now, with its flags set, so the unprivileged host user needs no
+/// access to the folders above it. A granted workspace folder is also idmapped, its owner shown
+/// as the host user, so what the grant allows the host to do directly the file's mode allows
+/// too (files keep their owner on disk).
+fn binds(
+    view: &View,
+    host_user: Option<(u32, u32)>,
+) -> Result<(Vec<Bind>, Vec<OwnedFd>), SandboxError> {
     let mut binds = Vec::new();
     let mut trees = Vec::new();
+    let mut idmaps: Vec<((u32, u32), Option<OwnedFd>)> = Vec::new();
     for entry in &view.entries {
         let writable = entry.rights.changes();
         let exec = entry.rights.contains(Rights::EXEC);
@@ -241,7 +247,22 @@ fn binds(view: &View, clone_trees: bool) -> Result<(Vec<Bind>, Vec<OwnedFd>), Sa
                 continue;
             };
             bind.identity = Some((meta.dev(), meta.ino()));
-            if clone_trees {
+            if let Some(host) = host_user {
+                let owner = (meta.uid(), meta.gid());
+                let idmap = if entry.origin == view::Origin::Grant && owner != host {
+                    if !idmaps.iter().any(|(o, _)| *o == owner) {
+                        let made = sys::idmap_userns(owner, host).inspect_err(|err| {
+                            tracing::warn!(path = %entry.path.display(), error = %err, "no idmapped mount: the host user may only read what is world-readable there");
+                        });
+                        idmaps.push((owner, made.ok()));
+                    }
+                    idmaps
+                        .iter()
+                        .find(|(o, _)| *o == owner)
+                        .and_then(|(_, fd)| fd.as_ref())
+                } else {
+                    None
+                };
                 let tree = sys::open_path_no_symlinks(None, &entry.path)
                     .and_then(|fd| sys::clone_tree(fd.as_fd()))
                     .and_then(|tree| {
@@ -252,7 +273,19 @@ fn binds(view: &View, clone_trees: bool) -> Result<(Vec<Bind>, Vec<OwnedFd>), Sa
                         if !exec {
                             set |= mount_attr::NOEXEC;
                         }
-                        sys::set_mount_attributes(tree.as_fd(), set, 0, None).map(|()| tree)
+                        sys::set_mount_attributes(tree.as_fd(), set, 0, None)?;
+                        if let Some(userns) = idmap {
+                            // Best effort: a file system without idmapped mounts keeps its ids.
+                            if let Err(err) = sys::set_mount_attributes(
+                                tree.as_fd(),
+                                mount_attr::IDMAP,
+                                0,
+                                Some(userns.as_fd()),
+                            ) {
+                                tracing::warn!(path = %entry.path.display(), error = %err, "no idmapped mount here");
+                            }
+                        }
+                        Ok(tree)
                     })
                     .map_err(|err| {
                         SandboxError::Setup(format!(
@@ -414,7 +447,7 @@ pub fn prepare(
     if let (Some(user), Some(storage)) = (host_user, storage_path) {
         give_storage(storage, user)?;
     }
-    let (binds, trees) = binds(&view, root)?;
+    let (binds, trees) = binds(&view, host_user)?;
 
     // Cgroups first: what they cannot do falls to the watchdog and rlimits.
     let cgroup = probe
@@ -653,9 +686,14 @@ pub fn prepare(
 
 /// The stage executable, open for `exec` through `/proc/self/fd`.
 fn open_stage(stage: &Path) -> Result<OwnedFd, SandboxError> {
-    std::fs::File::open(stage).map(OwnedFd::from).map_err(|err| {
-        SandboxError::Setup(format!("cannot open the stage executable {}: {err}", stage.display()))
-    })
+    std::fs::File::open(stage)
+        .map(OwnedFd::from)
+        .map_err(|err| {
+            SandboxError::Setup(format!(
+                "cannot open the stage executable {}: {err}",
+                stage.display()
+            ))
+        })
 }
 
 /// Backend `none`: no sandbox. A user's host still gets a PID namespace (inside a user

@@ -312,13 +312,18 @@ impl Profile {
             }
         }
         let protected = match raw.filesystem.protected {
-            None => super::view::PROTECTED.iter().map(|s| (*s).to_owned()).collect(),
+            None => super::view::PROTECTED
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             Some(names) => {
                 for name in &names {
                     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                         return Err(invalid(
                             "filesystem.protected",
-                            format!("has {name:?}; entries are file or folder names such as \".git\""),
+                            format!(
+                                "has {name:?}; entries are file or folder names such as \".git\""
+                            ),
                         ));
                     }
                 }

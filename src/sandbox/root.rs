@@ -219,7 +219,9 @@ pub fn build(plan: &RootPlan, mut sent: Vec<Option<OwnedFd>>) -> Result<Built, S
         let tree = sys::clone_tree(fd.as_fd()).map_err(|e| fail("cannot clone", &bind.path, &e))?;
         sys::set_mount_attributes(
             tree.as_fd(),
-            mount_attr::NOSUID | mount_attr::NOEXEC | if *writable { 0 } else { mount_attr::RDONLY },
+            mount_attr::NOSUID
+                | mount_attr::NOEXEC
+                | if *writable { 0 } else { mount_attr::RDONLY },
             0,
             None,
         )

@@ -280,12 +280,19 @@ fn apply(
         push(report, tmp)?;
         push(report, set_limits(&plan.rlimits))?;
     }
-    let landlock = plan
-        .landlock
-        .as_ref()
-        .map(|l| apply_landlock(l, plan.network, root.as_ref().is_some_and(|r| r.as_ref().is_ok_and(|b| b.proc))));
+    let landlock = plan.landlock.as_ref().map(|l| {
+        apply_landlock(
+            l,
+            plan.network,
+            root.as_ref()
+                .is_some_and(|r| r.as_ref().is_ok_and(|b| b.proc)),
+        )
+    });
     if plan.confine {
-        push(report, filesystem_entry(plan, root.as_ref(), landlock.as_ref()))?;
+        push(
+            report,
+            filesystem_entry(plan, root.as_ref(), landlock.as_ref()),
+        )?;
         if let Some(landlock) = &landlock
             && !plan.network
         {

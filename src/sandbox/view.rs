@@ -501,10 +501,7 @@ impl Builder<'_> {
         let fixed = std::mem::take(&mut self.entries);
         for entry in fixed {
             if private.iter().any(|p| entry.path.starts_with(p)) {
-                self.omit(
-                    entry.path.display(),
-                    "it holds the supervisor's own files",
-                );
+                self.omit(entry.path.display(), "it holds the supervisor's own files");
             } else if private.iter().any(|p| p.starts_with(&entry.path))
                 && entry.kind == EntryKind::Dir
             {
@@ -564,7 +561,10 @@ impl Builder<'_> {
             _ => return,
         };
         if rights != Rights::READ && rule.root == ScopeRoot::Extension {
-            self.omit(&shown, "the extension's own folder is never writable by the OS");
+            self.omit(
+                &shown,
+                "the extension's own folder is never writable by the OS",
+            );
             return;
         }
         if rights != Rights::READ && !request.precise {
@@ -638,7 +638,10 @@ impl Builder<'_> {
 
     /// The candidate for `root/relative`, with the literal denies beneath it to leave out;
     /// `None` when a deny covers it or a deny pattern reaches into it.
-    #[expect(clippy::too_many_arguments, reason = "one call site, all of it the grant's facts")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, all of it the grant's facts"
+    )]
     fn candidate(
         &mut self,
         request: &ViewRequest<'_>,
@@ -672,10 +675,7 @@ impl Builder<'_> {
                 GlobShape::Pattern => {
                     self.omit(
                         shown,
-                        format!(
-                            "the deny `{}` is a pattern that reaches into it",
-                            deny.glob
-                        ),
+                        format!("the deny `{}` is a pattern that reaches into it", deny.glob),
                     );
                     return None;
                 }
@@ -830,9 +830,7 @@ impl Builder<'_> {
             .filter(|e| matches!(e.kind, EntryKind::Symlink(_)))
             .map(|e| e.path.clone())
             .collect();
-        entries.retain(|e| {
-            matches!(e.kind, EntryKind::Symlink(_)) || !links.contains(&e.path)
-        });
+        entries.retain(|e| matches!(e.kind, EntryKind::Symlink(_)) || !links.contains(&e.path));
         // Landlock adds the rights of every rule above a path: a writable entry inside an
         // executable one (or the reverse) would be both. The runtime and the extension keep
         // exec; whatever inherits it loses every right to change.
@@ -889,4 +887,3 @@ impl Builder<'_> {
         view
     }
 }
-
