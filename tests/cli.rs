@@ -413,21 +413,28 @@ fn demo_runs_and_exits_zero() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    // A real escape, blocked: the direct read of a key outside the workspace fails, while the
-    // same command on a granted file (the positive control) counts its words.
+    // Real escapes, blocked by the OS: the host's own fs read of the workspace's key (granted
+    // only through a glob, which the broker alone serves) and of a key outside the workspace
+    // fail, while the same command on a file of its view (the positive control) counts words.
     let direct: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("wordCount.readFileDirectly ["))
         .collect();
-    assert_eq!(direct.len(), 2, "{stdout}");
-    assert!(direct[0].contains(r#"{"words":6"#), "{}", direct[0]);
+    assert_eq!(direct.len(), 3, "{stdout}");
     assert!(
-        direct[1].contains("demo-home")
-            && direct[1].contains("-> error:")
-            && !direct[1].contains("words"),
+        direct[0].contains("package.json") && direct[0].contains(r#"{"words":"#),
         "{}",
-        direct[1]
+        direct[0]
     );
+    for (line, place) in [(direct[1], "demo-workspace/.ssh"), (direct[2], "demo-home")] {
+        assert!(
+            line.contains(place)
+                && line.contains("-> error:")
+                && line.contains("ENOENT")
+                && !line.contains("words"),
+            "{line}"
+        );
+    }
 }
 
 /// Runs the binary with `args`, feeding `stdin`; inherits the environment (the keyring session).

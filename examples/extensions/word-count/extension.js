@@ -21,8 +21,9 @@ function activate(context) {
   context.subscriptions.push(
     registerCommand('wordCount.count', (text) => count(text)),
     registerCommand('wordCount.readWorkspaceFile', async (path) => count(await context.fs.readFile(path))),
-    // The same with Node's own fs module, no broker involved: the OS sandbox decides. Inside
-    // the default sandbox this reaches exactly the paths the granted permission covers.
+    // The same with Node's own fs module, no broker involved: the OS sandbox decides. It shows
+    // the host at most what the granted permission covers, and only what the OS can express
+    // exactly: a glob such as `**/*.txt` is served by the broker alone, file by file.
     registerCommand('wordCount.readFileDirectly', async (path) => count(await readFile(path, 'utf8'))),
   );
 }

@@ -141,10 +141,21 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "\n  The same extension reading with Node's own fs module, no broker involved: the OS sandbox decides."
     );
+    println!(
+        "  A glob such as **/*.txt is not something the OS can show exactly, so the sandbox shows the host\n  none of the workspace: only the broker serves it, file by file. Its own folder is in its view:"
+    );
+    let own = examples.join("word-count/package.json");
     call(
         &words,
         "wordCount.readFileDirectly",
-        &file("notes/todo.txt"),
+        &serde_json::json!([own.display().to_string()]).to_string(),
+    )
+    .await?;
+    println!("  ...the workspace's private key, with Node's fs (the OS, not the broker, refuses it):");
+    call(
+        &words,
+        "wordCount.readFileDirectly",
+        &file(".ssh/id_ed25519"),
     )
     .await?;
     println!(
