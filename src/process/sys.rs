@@ -289,6 +289,25 @@ fn cloexec_from(first: RawFd) {
     }
 }
 
+/// Closes every fd except those in `keep` (sorted in place). Only plain syscalls on stack data:
+/// safe between fork and exec.
+fn close_all_except(keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut from: libc::c_uint = 0;
+    for &fd in keep.iter() {
+        let Ok(fd) = libc::c_uint::try_from(fd) else {
+            continue;
+        };
+        if fd > from {
+            // SAFETY: close_range takes plain integers.
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+        }
+        from = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0) };
+}
+
 /// Closes every fd except `keep`.
 fn close_all_but(keep: RawFd) {
     let Ok(keep_u) = libc::c_uint::try_from(keep) else {
@@ -899,8 +918,9 @@ pub fn idmap_userns(disk: (u32, u32), host: (u32, u32)) -> io::Result<std::os::f
     if pid == 0 {
         // SAFETY: see above; `byte` is a local.
         unsafe {
-            libc::close(ready[0]);
-            libc::close(release[1]);
+            // Nothing else inherited stays open here: another helper forked at the same time
+            // would otherwise hold this one's release pipe, and each would wait for the other.
+            close_all_except(&mut [ready[1], release[0]]);
             let mut byte = [u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0)];
             let _ = libc::write(ready[1], byte.as_ptr().cast(), 1);
             // Stay until the parent has what it needs (or is gone).

@@ -365,16 +365,23 @@ pub fn prepare(
             "only stdio and the IPC socket (fd 3); everything else closes at exec",
         ),
     );
-    let stage = match &settings.stage {
-        Some(stage) => stage.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| SandboxError::Setup(format!("cannot find the stage executable: {e}")))?,
+    let stage = || -> Result<PathBuf, SandboxError> {
+        let stage = match &settings.stage {
+            Some(stage) => stage.clone(),
+            None => std::env::current_exe().map_err(|e| {
+                SandboxError::Setup(format!("cannot find the stage executable: {e}"))
+            })?,
+        };
+        std::fs::canonicalize(&stage).map_err(|e| {
+            SandboxError::Setup(format!("stage executable {}: {e}", stage.display()))
+        })
     };
-    let stage = std::fs::canonicalize(&stage)
-        .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))?;
     if profile.backend == Backend::None {
-        return prepare_none(id, command, &stage, extension_path, report, profile);
+        // A root supervisor runs a `none` host directly; a user's needs the stage for its maps.
+        let stage = if root { None } else { Some(stage()?) };
+        return prepare_none(id, command, stage.as_deref(), extension_path, report, profile);
     }
+    let stage = stage()?;
 
     let probe = Probe::run(&settings.bwrap, settings.cgroup_parent.as_deref());
     let unavailable = |layer: Layer, backend: Backend, message: String| SandboxError::Unavailable {
@@ -703,7 +710,7 @@ fn open_stage(stage: &Path) -> Result<OwnedFd, SandboxError> {
 fn prepare_none(
     id: &str,
     command: &HostCommand,
-    stage: &Path,
+    stage: Option<&Path>,
     extension_path: &Path,
     mut report: EnforcementReport,
     profile: &super::Profile,
@@ -715,10 +722,7 @@ fn prepare_none(
     }
     mark_required(&mut report, &profile.required);
     check_required(&report, Backend::None)?;
-    let root = sys::is_root();
-    let (command, plan) = if root {
-        (command.clone(), None)
-    } else {
+    let (command, plan) = if let Some(stage) = stage {
         let program = find_executable(&command.program)
             .and_then(|p| std::fs::canonicalize(p).ok())
             .ok_or_else(|| SandboxError::ProgramNotFound(command.program.clone()))?;
@@ -764,13 +768,16 @@ fn prepare_none(
             env: Vec::new(),
             cwd: None,
         };
-        (launched, Some(plan))
-    };
-    let stage_exe = if plan.is_some() {
-        Some(open_stage(stage)?)
+        (launched, Some((plan, stage)))
     } else {
-        None
+        (command.clone(), None)
     };
+    let stage_exe = match &plan {
+        Some((_, stage)) => Some(open_stage(stage)?),
+        None => None,
+    };
+    let root = plan.is_none();
+    let plan = plan.map(|(plan, _)| plan);
     Ok(Prepared {
         backend: Backend::None,
         command,

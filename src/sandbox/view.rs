@@ -887,3 +887,328 @@ impl Builder<'_> {
         view
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::permissions::{ExtensionPermissions, Grant, PermissionRequest};
+
+    /// A file system in memory: absolute paths to what is there.
+    #[derive(Debug, Clone, Default)]
+    struct Model {
+        nodes: BTreeMap<PathBuf, Node>,
+    }
+
+    impl Model {
+        fn add(&mut self, path: &Path, node: Node) {
+            // Whatever was at an ancestor becomes a folder: something lies beneath it.
+            for ancestor in path.ancestors().skip(1) {
+                self.nodes.insert(ancestor.to_owned(), Node::Dir);
+            }
+            // A path is a folder as soon as something lies beneath it.
+            match self.nodes.get(path) {
+                Some(Node::Dir) => {}
+                _ => {
+                    self.nodes.insert(path.to_owned(), node);
+                }
+            }
+        }
+    }
+
+    impl Tree for Model {
+        fn node(&self, path: &Path) -> Option<Node> {
+            self.nodes.get(path).cloned()
+        }
+
+        fn list(&mut self, path: &Path) -> Option<Vec<(OsString, Node)>> {
+            if self.nodes.get(path) != Some(&Node::Dir) {
+                return None;
+            }
+            Some(
+                self.nodes
+                    .iter()
+                    .filter(|(p, _)| p.parent() == Some(path))
+                    .map(|(p, n)| (p.file_name().unwrap().to_owned(), n.clone()))
+                    .collect(),
+            )
+        }
+
+        fn canonical(&self, path: &Path) -> Option<PathBuf> {
+            // The model's links all point outside it, so a path through one resolves to
+            // nothing the model holds.
+            let mut walked = PathBuf::from("/");
+            for component in path.components().skip(1) {
+                walked.push(component);
+                match self.nodes.get(&walked)? {
+                    Node::Symlink(target) => return Some(target.clone()),
+                    _ => {}
+                }
+            }
+            Some(walked)
+        }
+    }
+
+    const WORKSPACE: &str = "/w";
+    const SEGMENTS: &[&str] = &[
+        "src", "a", "b", ".git", ".vscode", "x.txt", "k.key", ".envrc", "cfg.toml", "notes.md",
+    ];
+    const GLOBS: &[&str] = &[
+        "**", "src/**", "a/**", "a/b/**", "**/*.txt", "*.key", "a/*", "src/x.txt", "a/b",
+        ".git/**", ".vscode/**", "src/.git/**", "**/.git/**", "a/**/x.txt", "src", "*",
+        "{a,b}/**", "[ab]/**",
+    ];
+    const PERMISSIONS: &[&str] = &["fileSystem.read", "fileSystem.write", "fileSystem.delete"];
+
+    fn protected() -> Vec<String> {
+        PROTECTED.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// What the policy allows at `path`: the broker's own decision for workspace paths, and the
+    /// host's own folders for the rest.
+    fn policy(
+        permissions: &ExtensionPermissions,
+        path: &Path,
+        private: &[PathBuf],
+        extension: &Path,
+        storage: &Path,
+    ) -> Rights {
+        if private.iter().any(|p| path.starts_with(p)) {
+            return Rights::NONE;
+        }
+        let mut rights = Rights::NONE;
+        if path.starts_with("/r") || path.starts_with(extension) {
+            rights = rights.union(Rights::READ).union(Rights::EXEC);
+        }
+        if path.starts_with(storage) {
+            rights = rights
+                .union(Rights::READ)
+                .union(Rights::WRITE)
+                .union(Rights::CREATE)
+                .union(Rights::REMOVE);
+        }
+        if let Ok(relative) = path.strip_prefix(WORKSPACE) {
+            for (permission, right) in [
+                (Permission::FileSystemRead, Rights::READ),
+                (Permission::FileSystemWrite, Rights::WRITE),
+                (Permission::FileSystemDelete, Rights::REMOVE),
+            ] {
+                if permissions
+                    .check_path(permission, ScopeRoot::Workspace, relative)
+                    .is_ok()
+                {
+                    rights = rights.union(right);
+                }
+            }
+        }
+        rights
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        files: Vec<(Vec<usize>, bool)>,
+        allow: Vec<(usize, usize)>,
+        deny: Vec<(usize, usize)>,
+        private: Vec<usize>,
+        extension_in_workspace: bool,
+        link: bool,
+        precise: bool,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let path = prop::collection::vec(0..SEGMENTS.len(), 1..5);
+        (
+            prop::collection::vec((path, any::<bool>()), 1..24),
+            prop::collection::vec((0..PERMISSIONS.len(), 0..GLOBS.len()), 0..5),
+            prop::collection::vec((0..PERMISSIONS.len(), 0..GLOBS.len()), 0..3),
+            prop::collection::vec(0..24usize, 0..2),
+            any::<bool>(),
+            any::<bool>(),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(
+                |(files, allow, deny, private, extension_in_workspace, link, precise)| Case {
+                    files,
+                    allow,
+                    deny,
+                    private,
+                    extension_in_workspace,
+                    link,
+                    precise,
+                },
+            )
+    }
+
+    /// Builds the model, computes the view and checks it against the policy at every path of
+    /// the tree, and at a new file in every folder (one the user creates later).
+    fn check(case: &Case) -> Result<(), TestCaseError> {
+        let mut model = Model::default();
+        let mut paths = Vec::new();
+        for (segments, dir) in &case.files {
+            let mut path = PathBuf::from(WORKSPACE);
+            path.extend(segments.iter().map(|&i| SEGMENTS[i]));
+            model.add(&path, if *dir { Node::Dir } else { Node::File });
+            paths.push(path);
+        }
+        if case.link {
+            model.add(Path::new("/w/src"), Node::Symlink(PathBuf::from("/etc")));
+        }
+        model.add(Path::new("/r/bin/node"), Node::File);
+        let extension = if case.extension_in_workspace {
+            PathBuf::from("/w/a/ext")
+        } else {
+            PathBuf::from("/x/ext")
+        };
+        model.add(&extension.join("main.js"), Node::File);
+        let storage = PathBuf::from("/s/store");
+        model.add(&storage.join("state.json"), Node::File);
+        let private: Vec<PathBuf> = case
+            .private
+            .iter()
+            .filter_map(|&i| paths.get(i).cloned())
+            .collect();
+        let entries =
+            |list: &[(usize, usize)]| -> Vec<String> {
+                list.iter()
+                    .map(|&(p, g)| format!("{}:{}", PERMISSIONS[p], GLOBS[g]))
+                    .collect()
+            };
+        let allow = entries(&case.allow);
+        let deny = entries(&case.deny);
+        let requested: Vec<PermissionRequest> = allow
+            .iter()
+            .map(|e| PermissionRequest::parse(e).unwrap())
+            .collect();
+        let grant = Grant {
+            version: "1".into(),
+            requested: allow.clone(),
+            allow: allow.clone(),
+            deny,
+        };
+        let permissions =
+            ExtensionPermissions::effective("p.e", "1", &requested, Some(&grant))
+                .unwrap()
+                .with_protected(&protected());
+        let grants = FsGrants::from_permissions(&permissions, &[PathBuf::from(WORKSPACE)]);
+        let runtime = [PathBuf::from("/r")];
+        let view = compute(
+            &ViewRequest {
+                runtime: &runtime,
+                extension: &extension,
+                storage: Some(&storage),
+                profile_read: &[],
+                profile_write: &[],
+                grants: &grants,
+                private: &private,
+                protected: &protected(),
+                precise: case.precise,
+            },
+            &mut model.clone(),
+        );
+        let mut probes: Vec<PathBuf> = model.nodes.keys().cloned().collect();
+        probes.extend(
+            model
+                .nodes
+                .iter()
+                .filter(|(_, n)| **n == Node::Dir)
+                .map(|(p, _)| p.join("zz-new.txt")),
+        );
+        for path in probes {
+            let given = view.rights_at(&path);
+            let allowed = policy(&permissions, &path, &private, &extension, &storage);
+            prop_assert!(
+                allowed.contains(given),
+                "{} gets {given} but the policy allows {allowed}\nview: {:#?}\ngrants: {:?}",
+                path.display(),
+                view.describe(),
+                grants.describe()
+            );
+            prop_assert!(
+                !(given.contains(Rights::EXEC) && given.changes()),
+                "{} is both executable and writable ({given})",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Every path the computed view lets a host read, write, delete or execute is allowed by
+        /// the policy (manifest ∩ grants − denies, protected and supervisor paths out).
+        #[test]
+        fn the_view_is_a_subset_of_the_policy(case in case()) {
+            check(&case)?;
+        }
+    }
+
+    /// The property is not vacuous: grants the OS can express exactly do reach the view.
+    #[test]
+    fn exact_grants_reach_the_view_and_patterns_do_not() {
+        let mut model = Model::default();
+        for path in ["/w/src/x.txt", "/w/.git/config", "/w/notes.md", "/w/a/k.key", "/r/node"] {
+            model.add(Path::new(path), Node::File);
+        }
+        model.add(Path::new("/x/ext/main.js"), Node::File);
+        let grant = |allow: &[&str], deny: &[&str]| FsGrants {
+            workspace: vec![PathBuf::from(WORKSPACE)],
+            allow: allow.iter().map(|e| rule(e)).collect(),
+            deny: deny.iter().map(|e| rule(e)).collect(),
+        };
+        let view = |grants: &FsGrants, precise: bool| {
+            compute(
+                &ViewRequest {
+                    runtime: &[PathBuf::from("/r")],
+                    extension: Path::new("/x/ext"),
+                    storage: None,
+                    profile_read: &[],
+                    profile_write: &[],
+                    grants,
+                    private: &[PathBuf::from("/w/a/k.key")],
+                    protected: &protected(),
+                    precise,
+                },
+                &mut model.clone(),
+            )
+        };
+        // A folder grant: the folder is readable, the private file in it is not.
+        let v = view(&grant(&["fileSystem.read:**"], &[]), true);
+        assert!(v.rights_at(Path::new("/w/src/x.txt")).contains(Rights::READ));
+        assert!(v.rights_at(Path::new("/w/.git/config")).contains(Rights::READ));
+        assert_eq!(v.rights_at(Path::new("/w/a/k.key")), Rights::NONE);
+        // A write grant: files can change, `.git` cannot, nothing can be created.
+        let v = view(&grant(&["fileSystem.write:**"], &[]), true);
+        assert!(v.rights_at(Path::new("/w/notes.md")).contains(Rights::WRITE));
+        assert!(!v.rights_at(Path::new("/w/.git/config")).changes());
+        assert!(!v.rights_at(Path::new("/w/src")).contains(Rights::CREATE));
+        // Without Landlock the same grant stays with the broker.
+        let v = view(&grant(&["fileSystem.write:**"], &[]), false);
+        assert!(!v.rights_at(Path::new("/w/notes.md")).changes());
+        assert!(!v.omitted.is_empty());
+        // A pattern is the broker's alone; a literal deny is cut out, a pattern deny drops all.
+        let v = view(&grant(&["fileSystem.read:**/*.txt"], &[]), true);
+        assert_eq!(v.rights_at(Path::new("/w/src/x.txt")), Rights::NONE);
+        let v = view(&grant(&["fileSystem.read:**"], &["fileSystem.read:src/**"]), true);
+        assert_eq!(v.rights_at(Path::new("/w/src/x.txt")), Rights::NONE);
+        assert!(v.rights_at(Path::new("/w/notes.md")).contains(Rights::READ));
+        let v = view(&grant(&["fileSystem.read:**"], &["fileSystem.read:**/*.key"]), true);
+        assert_eq!(v.rights_at(Path::new("/w/notes.md")), Rights::NONE);
+        // The runtime and the extension are executable, never writable.
+        assert!(v.rights_at(Path::new("/r/node")).contains(Rights::EXEC));
+        assert!(!v.rights_at(Path::new("/x/ext/main.js")).changes());
+    }
+
+    fn rule(entry: &str) -> PathRule {
+        let parsed = PermissionRequest::parse(entry).unwrap();
+        let (root, glob) = parsed.path_scope().unwrap();
+        PathRule {
+            permission: parsed.permission,
+            root,
+            glob: glob.clone(),
+        }
+    }
+}
