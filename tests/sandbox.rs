@@ -1122,7 +1122,7 @@ fn kernel_has_x32() -> bool {
 async fn without_a_sandbox_the_attacks_succeed() {
     let fixture = Fixture::new();
     let env = fixture.env();
-    let runs = run_all(&fixture, &env, &SandboxSpec::none()).await;
+    let runs = run_all(&fixture, &env, &common::unsandboxed()).await;
     let succeeded = runs.succeeded();
     let categories: BTreeSet<_> = runs
         .results()
@@ -1483,4 +1483,64 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(host.state(), S::Stopped, "a stopped host stays stopped");
+}
+
+/// The real (outside) user ids of the host's processes, from `/proc`.
+fn host_uids(pid: u32) -> Vec<u32> {
+    let pids = dscode_extension_host::sandbox::watch::tree_pids(pid, 1000).unwrap();
+    assert!(!pids.is_empty(), "no process found for pid {pid}");
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .collect()
+}
+
+/// No host is the machine's root: a root supervisor's hosts run as the unprivileged host user on
+/// every backend, and a user's as that user (not the overflow id, which backend `none` used to
+/// give them). Backend `none` started by root is the positive control: there the host is root,
+/// so the check can tell.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_host_runs_as_root_and_a_users_host_runs_as_the_user() {
+    let env = Env::new();
+    let me = nix::unistd::getuid().as_raw();
+    let root = me == 0;
+    for backend in [Backend::Landlock, Backend::Bwrap, Backend::BwrapLandlock] {
+        let mut spec = env.spec(&common::example("hello"), fast());
+        spec.sandbox = profile(backend);
+        let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+        host.start().await.unwrap();
+        let uids = host_uids(host.status().pid.unwrap());
+        let expected = if root {
+            dscode_extension_host::sandbox::SandboxSettings::default()
+                .host_user
+                .0
+        } else {
+            me
+        };
+        assert!(
+            uids.iter().all(|&u| u == expected),
+            "{backend}: host processes run as {uids:?}, expected {expected}"
+        );
+        host.stop().await;
+    }
+    let mut spec = env.spec(&common::example("hello"), fast());
+    spec.sandbox = common::unsandboxed();
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    host.start().await.unwrap();
+    let uids = host_uids(host.status().pid.unwrap());
+    assert!(
+        uids.iter().all(|&u| u == me),
+        "none: host processes run as {uids:?}, expected the supervisor's own {me}"
+    );
+    // Inside, too, the user is itself: its own files are its own (the overflow id would make
+    // every file look foreign and the private /tmp unwritable).
+    let out = host
+        .execute_command("hello.echo", &raw(r#"[{"k":1}]"#))
+        .await
+        .unwrap();
+    assert_eq!(json(&out), json!({"k":1}));
+    host.stop().await;
 }

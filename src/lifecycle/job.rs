@@ -538,9 +538,6 @@ impl Job {
             }
             _ => None,
         };
-        if process.containment == Containment::DeathSignalOnly {
-            tracing::warn!(extension = %self.spec.id, "the kernel refused a PID namespace: processes this host starts may outlive it");
-        }
         let limits = LimitGuard {
             cgroup: prepared.cgroup.take(),
             watchdog: prepared.watchdog,
@@ -561,6 +558,9 @@ impl Job {
             let timeout = self.spec.options.handshake_timeout;
             let report =
                 crate::sandbox::watch::read_stage_report(stage, &mut process.child, timeout).await;
+            // bubblewrap forks its sandboxed child after the spawn returns; once the stage has
+            // reported, it is there to be found.
+            process.locate();
             let required = self.spec.sandbox.profile.required.clone();
             if let Err(err) = report.and_then(|report| {
                 prepared
@@ -579,6 +579,9 @@ impl Job {
                 }
                 return sandbox_unavailable(message, Some(host));
             }
+        }
+        if process.containment == Containment::DeathSignalOnly {
+            tracing::warn!(extension = %self.spec.id, "the kernel refused a PID namespace: processes this host starts may outlive it");
         }
         if prepared.backend == crate::sandbox::Backend::None {
             tracing::warn!(extension = %self.spec.id, "sandbox backend `none`: this host runs with the user's full rights");

@@ -123,6 +123,12 @@ pub struct SpawnedHost {
 }
 
 impl SpawnedHost {
+    /// Looks for the host process again: a program that forks it later than the spawn (as
+    /// bubblewrap does) is found once it has.
+    pub fn locate(&mut self) {
+        (self.pid, self.containment) = locate_host(self.group);
+    }
+
     /// Waits briefly for the output readers to reach end of file, so the tail holds the host's
     /// last words, then returns it.
     pub async fn final_output(&mut self) -> Vec<String> {

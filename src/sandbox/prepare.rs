@@ -372,14 +372,20 @@ pub fn prepare(
                 SandboxError::Setup(format!("cannot find the stage executable: {e}"))
             })?,
         };
-        std::fs::canonicalize(&stage).map_err(|e| {
-            SandboxError::Setup(format!("stage executable {}: {e}", stage.display()))
-        })
+        std::fs::canonicalize(&stage)
+            .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))
     };
     if profile.backend == Backend::None {
         // A root supervisor runs a `none` host directly; a user's needs the stage for its maps.
         let stage = if root { None } else { Some(stage()?) };
-        return prepare_none(id, command, stage.as_deref(), extension_path, report, profile);
+        return prepare_none(
+            id,
+            command,
+            stage.as_deref(),
+            extension_path,
+            report,
+            profile,
+        );
     }
     let stage = stage()?;
 

@@ -957,9 +957,24 @@ mod tests {
         "src", "a", "b", ".git", ".vscode", "x.txt", "k.key", ".envrc", "cfg.toml", "notes.md",
     ];
     const GLOBS: &[&str] = &[
-        "**", "src/**", "a/**", "a/b/**", "**/*.txt", "*.key", "a/*", "src/x.txt", "a/b",
-        ".git/**", ".vscode/**", "src/.git/**", "**/.git/**", "a/**/x.txt", "src", "*",
-        "{a,b}/**", "[ab]/**",
+        "**",
+        "src/**",
+        "a/**",
+        "a/b/**",
+        "**/*.txt",
+        "*.key",
+        "a/*",
+        "src/x.txt",
+        "a/b",
+        ".git/**",
+        ".vscode/**",
+        "src/.git/**",
+        "**/.git/**",
+        "a/**/x.txt",
+        "src",
+        "*",
+        "{a,b}/**",
+        "[ab]/**",
     ];
     const PERMISSIONS: &[&str] = &["fileSystem.read", "fileSystem.write", "fileSystem.delete"];
 
@@ -1070,12 +1085,11 @@ mod tests {
             .iter()
             .filter_map(|&i| paths.get(i).cloned())
             .collect();
-        let entries =
-            |list: &[(usize, usize)]| -> Vec<String> {
-                list.iter()
-                    .map(|&(p, g)| format!("{}:{}", PERMISSIONS[p], GLOBS[g]))
-                    .collect()
-            };
+        let entries = |list: &[(usize, usize)]| -> Vec<String> {
+            list.iter()
+                .map(|&(p, g)| format!("{}:{}", PERMISSIONS[p], GLOBS[g]))
+                .collect()
+        };
         let allow = entries(&case.allow);
         let deny = entries(&case.deny);
         let requested: Vec<PermissionRequest> = allow
@@ -1088,10 +1102,9 @@ mod tests {
             allow: allow.clone(),
             deny,
         };
-        let permissions =
-            ExtensionPermissions::effective("p.e", "1", &requested, Some(&grant))
-                .unwrap()
-                .with_protected(&protected());
+        let permissions = ExtensionPermissions::effective("p.e", "1", &requested, Some(&grant))
+            .unwrap()
+            .with_protected(&protected());
         let grants = FsGrants::from_permissions(&permissions, &[PathBuf::from(WORKSPACE)]);
         let runtime = [PathBuf::from("/r")];
         let view = compute(
@@ -1150,7 +1163,13 @@ mod tests {
     #[test]
     fn exact_grants_reach_the_view_and_patterns_do_not() {
         let mut model = Model::default();
-        for path in ["/w/src/x.txt", "/w/.git/config", "/w/notes.md", "/w/a/k.key", "/r/node"] {
+        for path in [
+            "/w/src/x.txt",
+            "/w/.git/config",
+            "/w/notes.md",
+            "/w/a/k.key",
+            "/r/node",
+        ] {
             model.add(Path::new(path), Node::File);
         }
         model.add(Path::new("/x/ext/main.js"), Node::File);
@@ -1177,12 +1196,21 @@ mod tests {
         };
         // A folder grant: the folder is readable, the private file in it is not.
         let v = view(&grant(&["fileSystem.read:**"], &[]), true);
-        assert!(v.rights_at(Path::new("/w/src/x.txt")).contains(Rights::READ));
-        assert!(v.rights_at(Path::new("/w/.git/config")).contains(Rights::READ));
+        assert!(
+            v.rights_at(Path::new("/w/src/x.txt"))
+                .contains(Rights::READ)
+        );
+        assert!(
+            v.rights_at(Path::new("/w/.git/config"))
+                .contains(Rights::READ)
+        );
         assert_eq!(v.rights_at(Path::new("/w/a/k.key")), Rights::NONE);
         // A write grant: files can change, `.git` cannot, nothing can be created.
         let v = view(&grant(&["fileSystem.write:**"], &[]), true);
-        assert!(v.rights_at(Path::new("/w/notes.md")).contains(Rights::WRITE));
+        assert!(
+            v.rights_at(Path::new("/w/notes.md"))
+                .contains(Rights::WRITE)
+        );
         assert!(!v.rights_at(Path::new("/w/.git/config")).changes());
         assert!(!v.rights_at(Path::new("/w/src")).contains(Rights::CREATE));
         // Without Landlock the same grant stays with the broker.
@@ -1192,10 +1220,16 @@ mod tests {
         // A pattern is the broker's alone; a literal deny is cut out, a pattern deny drops all.
         let v = view(&grant(&["fileSystem.read:**/*.txt"], &[]), true);
         assert_eq!(v.rights_at(Path::new("/w/src/x.txt")), Rights::NONE);
-        let v = view(&grant(&["fileSystem.read:**"], &["fileSystem.read:src/**"]), true);
+        let v = view(
+            &grant(&["fileSystem.read:**"], &["fileSystem.read:src/**"]),
+            true,
+        );
         assert_eq!(v.rights_at(Path::new("/w/src/x.txt")), Rights::NONE);
         assert!(v.rights_at(Path::new("/w/notes.md")).contains(Rights::READ));
-        let v = view(&grant(&["fileSystem.read:**"], &["fileSystem.read:**/*.key"]), true);
+        let v = view(
+            &grant(&["fileSystem.read:**"], &["fileSystem.read:**/*.key"]),
+            true,
+        );
         assert_eq!(v.rights_at(Path::new("/w/notes.md")), Rights::NONE);
         // The runtime and the extension are executable, never writable.
         assert!(v.rights_at(Path::new("/r/node")).contains(Rights::EXEC));

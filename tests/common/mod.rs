@@ -64,6 +64,13 @@ pub fn sandbox() -> SandboxSpec {
     sandbox_with("default")
 }
 
+/// Backend `none`, with this build's stage (a user's unsandboxed host still gets a user and PID
+/// namespace, whose id maps the stage writes).
+pub fn unsandboxed() -> SandboxSpec {
+    let none = SandboxSpec::none();
+    SandboxSpec::new(Profile::clone(&none.profile), settings())
+}
+
 /// A built-in profile or profile file, with this build's stage.
 pub fn sandbox_with(profile: &str) -> SandboxSpec {
     SandboxSpec::new(Profile::load(profile).expect("valid profile"), settings())

@@ -151,7 +151,9 @@ pub async fn run() -> anyhow::Result<()> {
         &serde_json::json!([own.display().to_string()]).to_string(),
     )
     .await?;
-    println!("  ...the workspace's private key, with Node's fs (the OS, not the broker, refuses it):");
+    println!(
+        "  ...the workspace's private key, with Node's fs (the OS, not the broker, refuses it):"
+    );
     call(
         &words,
         "wordCount.readFileDirectly",
