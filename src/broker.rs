@@ -761,11 +761,15 @@ async fn serve_file(
 /// The most entries a recursive delete examines before it refuses.
 const MAX_DELETE_ENTRIES: usize = 100_000;
 
+/// A check of one path beneath a folder: its relative path and, where known, where it is.
+type EntryCheck<'a> =
+    &'a dyn Fn(&std::path::Path, Option<&std::path::Path>) -> Result<(), ErrorObject>;
+
 /// Applies `check` to every path beneath `dir` (not following symbolic links).
 fn check_tree(
     paths: &PathValidator,
     dir: &ResolvedPath,
-    check: &dyn Fn(&std::path::Path, Option<&std::path::Path>) -> Result<(), ErrorObject>,
+    check: EntryCheck<'_>,
 ) -> Result<(), ErrorObject> {
     let mut stack = vec![dir.clone()];
     let mut seen = 0usize;

@@ -5,7 +5,7 @@
 //! control_socket = "/run/user/1000/dscode-exthost/control.sock"  # default: in the runtime dir
 //! node = "node"                                                 # the Node.js executable
 //! workspace = ["~/src/project"]                                 # folders that can be granted
-//! grants = "grants.toml"                                        # default: beside this file
+//! grants = "grants.toml"                                        # default: in the state folder
 //!
 //! [rate_limit]              # host API requests per extension
 //! per_second = 100
@@ -31,6 +31,7 @@
 //! the line and the key, so a typo never silently drops a setting.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -66,6 +67,10 @@ pub struct Config {
     base: PathBuf,
     #[serde(skip)]
     path: Option<PathBuf>,
+    /// The state folder ([`crate::runtime::state_dir`] unless set with
+    /// [`Config::with_state_dir`]).
+    #[serde(skip)]
+    state: Option<PathBuf>,
     #[serde(skip)]
     profiles: BTreeMap<String, crate::sandbox::SandboxSpec>,
 }
@@ -96,7 +101,8 @@ pub struct SupervisorSection {
     /// Workspace folders extensions may be granted access to.
     #[serde(default)]
     pub workspace: Vec<PathBuf>,
-    /// The grants file; default `grants.toml` beside the config file.
+    /// The grants file; default `grants.toml` in the state folder
+    /// ([`crate::runtime::state_dir`]), where no workspace grant can reach it.
     pub grants: Option<PathBuf>,
 }
 
@@ -188,6 +194,7 @@ impl Config {
         })?;
         config.base = path.parent().map(Path::to_owned).unwrap_or_default();
         config.path = Some(path.to_owned());
+        config.state = crate::runtime::state_dir();
         config.load_profiles().map_err(|err| ConfigError::Invalid {
             path: path.to_owned(),
             message: err.to_string(),
@@ -297,25 +304,68 @@ impl Config {
             .collect()
     }
 
-    /// The supervisor's own files, which no host's view may hold: this config, the grants
-    /// file, the control socket.
+    /// The supervisor's own files, which no host's view may hold and the broker never serves:
+    /// this config, the grants file, the state folder, the control socket.
     #[must_use]
     pub fn private_paths(&self) -> Vec<PathBuf> {
         let mut private: Vec<PathBuf> = self.path.iter().cloned().collect();
         private.push(self.grants_path());
+        private.extend(self.state.clone());
         private.extend(self.control_socket());
         private
     }
 
-    /// The grants file.
+    /// The grants file: `[supervisor] grants`, else `grants.toml` in the state folder (beside
+    /// the config file when there is no state folder to be found).
     #[must_use]
     pub fn grants_path(&self) -> PathBuf {
-        self.resolve(
-            self.supervisor
-                .grants
-                .as_deref()
-                .unwrap_or_else(|| Path::new("grants.toml")),
-        )
+        match (&self.supervisor.grants, &self.state) {
+            (Some(path), _) => self.resolve(path),
+            (None, Some(state)) => state.join("grants.toml"),
+            (None, None) => self.legacy_grants_path(),
+        }
+    }
+
+    /// The same config with `dir` as its state folder (for an embedder that keeps its own).
+    #[must_use]
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state = Some(dir.into());
+        self
+    }
+
+    /// Where the grants file was by default before it moved to the state folder.
+    fn legacy_grants_path(&self) -> PathBuf {
+        self.resolve(Path::new("grants.toml"))
+    }
+
+    /// Moves a `grants.toml` beside the config file (the old default) to the state folder, once:
+    /// inside a workspace a host granted write could edit it and grant itself anything. Returns
+    /// what was moved, to log.
+    ///
+    /// # Errors
+    /// If the state folder cannot be made or the file cannot be moved.
+    pub fn migrate_grants(&self) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
+        if self.supervisor.grants.is_some() {
+            return Ok(None);
+        }
+        let (old, new) = (self.legacy_grants_path(), self.grants_path());
+        if old == new || !old.is_file() || new.exists() {
+            return Ok(None);
+        }
+        if let Some(dir) = new.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        // A rename within one file system; else a copy that lands whole, then the removal.
+        if std::fs::rename(&old, &new).is_err() {
+            let tmp = new.with_extension("toml.migrating");
+            std::fs::copy(&old, &tmp)?;
+            std::fs::rename(&tmp, &new)?;
+            std::fs::remove_file(&old)?;
+        }
+        Ok(Some((old, new)))
     }
 
     /// The control socket path, if the file sets one.
@@ -421,6 +471,37 @@ mod tests {
         );
         let err = Config::parse("[[extension]]\npath = \"a\"\nwatch = true\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("watch"), "{err}");
+    }
+
+    #[test]
+    fn the_grants_file_defaults_to_the_state_folder_and_an_old_one_moves_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("project/exthost.toml");
+        std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
+        std::fs::write(&config_path, "").unwrap();
+        let legacy = dir.path().join("project/grants.toml");
+        std::fs::write(&legacy, "[extensions]\n").unwrap();
+        let state = dir.path().join("state");
+        let config = Config::load(&config_path).unwrap().with_state_dir(&state);
+        assert_eq!(config.grants_path(), state.join("grants.toml"));
+        assert!(config.private_paths().contains(&state));
+        let moved = config.migrate_grants().unwrap();
+        assert_eq!(moved, Some((legacy.clone(), state.join("grants.toml"))));
+        assert!(!legacy.exists());
+        assert_eq!(
+            std::fs::read_to_string(state.join("grants.toml")).unwrap(),
+            "[extensions]\n"
+        );
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the state folder is the supervisor's alone");
+        // Once moved, nothing moves again; a file named in the config stays where it is.
+        std::fs::write(&legacy, "[extensions]\n").unwrap();
+        assert_eq!(config.migrate_grants().unwrap(), None);
+        std::fs::write(&config_path, "[supervisor]\ngrants = \"g.toml\"\n").unwrap();
+        let named = Config::load(&config_path).unwrap().with_state_dir(&state);
+        assert_eq!(named.grants_path(), dir.path().join("project/g.toml"));
+        assert_eq!(named.migrate_grants().unwrap(), None);
     }
 
     #[test]

@@ -29,6 +29,33 @@ pub fn runtime_dir() -> Result<PathBuf, SocketError> {
     Ok(dir)
 }
 
+/// The supervisor's state folder, where it keeps the grants file: `$STATE_DIRECTORY` (what
+/// systemd's `StateDirectory=` sets), else `$XDG_STATE_HOME/dscode-exthost`, else
+/// `/var/lib/dscode-exthost` for root and `~/.local/state/dscode-exthost` for a user. `None`
+/// when none of these can be told (no `HOME`).
+#[must_use]
+pub fn state_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
+        // A colon-separated list when the unit names several; the first is ours.
+        let first = dirs.to_string_lossy().split(':').next().map(PathBuf::from);
+        if let Some(dir) = first.filter(|p| p.is_absolute()) {
+            return Some(dir);
+        }
+    }
+    if let Some(base) = absolute("XDG_STATE_HOME") {
+        return Some(base.join("dscode-exthost"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/lib/dscode-exthost"));
+    }
+    absolute("HOME").map(|home| home.join(".local/state/dscode-exthost"))
+}
+
 /// Writes embedded files under `dir` (which must be private), skipping files already present
 /// with the same contents. Returns `dir`.
 ///

@@ -27,6 +27,7 @@ impl Supervisor {
             .arg("--socket")
             .arg(self.socket())
             .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("XDG_STATE_HOME", self.dir.path())
             .output()
             .expect("run cli")
     }
@@ -88,6 +89,7 @@ fn start(body: &str) -> Supervisor {
         .args(["run", "--config"])
         .arg(&config)
         .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -216,6 +218,7 @@ fn grant_cli(sup: &Supervisor, verb: &str, permission: &str) -> Output {
         .arg("--socket")
         .arg(sup.socket())
         .env("XDG_RUNTIME_DIR", sup.dir.path())
+        .env("XDG_STATE_HOME", sup.dir.path())
         .output()
         .unwrap()
 }
@@ -244,6 +247,7 @@ fn grant_revoke_and_deny_apply_to_a_running_supervisor() {
         .args(["run", "--config"])
         .arg(&config)
         .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -334,7 +338,10 @@ fn grant_revoke_and_deny_apply_to_a_running_supervisor() {
         "{direct}"
     );
 
-    let grants = std::fs::read_to_string(sup.dir.path().join("grants.toml")).unwrap();
+    // The grants file lives in the state folder, out of every workspace.
+    assert!(!sup.dir.path().join("grants.toml").exists());
+    let grants =
+        std::fs::read_to_string(sup.dir.path().join("dscode-exthost/grants.toml")).unwrap();
     assert!(
         grants.contains("version = \"1.0.0\"") && grants.contains("src/private/**"),
         "{grants}"
@@ -358,6 +365,7 @@ fn a_config_typo_names_the_file_line_and_key() {
         .args(["run", "--config"])
         .arg(&config)
         .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -391,6 +399,7 @@ fn demo_runs_and_exits_zero() {
     let out = Command::new(BIN)
         .arg("demo")
         .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path())
         .current_dir(repo())
         .output()
         .unwrap();
@@ -486,6 +495,7 @@ fn a_handshake_secret_reaches_its_host_and_leaks_nowhere() {
         .args(["--log", "trace", "run", "--config"])
         .arg(&config)
         .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -452,6 +452,15 @@ impl GrantsFile {
             source,
         };
         let text = toml::to_string_pretty(self).map_err(|err| io(std::io::Error::other(err)))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The state folder, on first use: the supervisor's alone.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
         let tmp = self.path.with_extension("toml.tmp");
         std::fs::write(&tmp, text).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)

@@ -165,7 +165,7 @@ pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     // socket) must not reach the host: everything above the fds placed here closes at exec.
     cloexec_from(last + 1);
     if let Some((uid, gid)) = plan.drop_to {
-        drop_to(uid, gid)?;
+        drop_to_ids(uid, gid)?;
         // A change of credentials clears the parent-death signal: arm it again.
         arm_death_signal(plan.parent_pid)?;
     }
@@ -449,23 +449,40 @@ pub fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result
 }
 
 /// Unshares a user namespace (and `extra` namespaces) in a throwaway child to learn whether this
-/// process could, without changing anything here.
+/// process could, without changing anything here. With `drop_to`, the child first becomes that
+/// user (what a root supervisor's host does). With `clone_tree`, the child also clones the mount
+/// tree at `/` in its new mount namespace, which is what building a host's private root needs.
 ///
 /// # Errors
-/// The errno the child's `unshare` failed with, or a fork failure.
-pub fn probe_unshare(extra: libc::c_int) -> io::Result<()> {
+/// The errno the child's `unshare` (or `open_tree`, or `setresuid`) failed with, or a fork
+/// failure.
+pub fn probe_unshare(
+    extra: libc::c_int,
+    drop_to: Option<(libc::uid_t, libc::gid_t)>,
+    clone_tree: bool,
+) -> io::Result<()> {
     let flags = libc::CLONE_NEWUSER | extra;
-    // SAFETY: the child only calls unshare and _exit, which are async-signal-safe.
+    // SAFETY: the child only makes async-signal-safe calls and then _exits.
     let pid = check(unsafe { libc::fork() })?;
     if pid == 0 {
         // SAFETY: see above.
         unsafe {
-            let code = if libc::unshare(flags) == 0 {
-                0
-            } else {
-                (*libc::__errno_location()).clamp(1, 255)
-            };
-            libc::_exit(code);
+            let errno = || (*libc::__errno_location()).clamp(1, 255);
+            if let Some((uid, gid)) = drop_to
+                && drop_to_ids(uid, gid).is_err()
+            {
+                libc::_exit(errno());
+            }
+            if libc::unshare(flags) != 0 {
+                libc::_exit(errno());
+            }
+            if clone_tree {
+                let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE;
+                if libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/".as_ptr(), flags) < 0 {
+                    libc::_exit(errno());
+                }
+            }
+            libc::_exit(0);
         }
     }
     let mut status = 0;
@@ -783,7 +800,7 @@ pub fn move_mount(fd: std::os::fd::BorrowedFd<'_>, target: &std::path::Path) -> 
 
 /// Gives up root in the pre-exec child of a root supervisor: no supplementary groups, then the
 /// group and the user, all three ids of each. Only plain syscalls: safe between fork and exec.
-fn drop_to(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+fn drop_to_ids(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
     // SAFETY: setgroups with a null list of length 0, and setres[ug]id with integers.
     unsafe {
         check(libc::setgroups(0, std::ptr::null()))?;

@@ -230,7 +230,6 @@ fn binds(
 ) -> Result<(Vec<Bind>, Vec<OwnedFd>), SandboxError> {
     let mut binds = Vec::new();
     let mut trees = Vec::new();
-    let mut idmaps: Vec<((u32, u32), Option<OwnedFd>)> = Vec::new();
     for entry in &view.entries {
         let writable = entry.rights.changes();
         let exec = entry.rights.contains(Rights::EXEC);
@@ -249,20 +248,9 @@ fn binds(
             bind.identity = Some((meta.dev(), meta.ino()));
             if let Some(host) = host_user {
                 let owner = (meta.uid(), meta.gid());
-                let idmap = if entry.origin == view::Origin::Grant && owner != host {
-                    if !idmaps.iter().any(|(o, _)| *o == owner) {
-                        let made = sys::idmap_userns(owner, host).inspect_err(|err| {
-                            tracing::warn!(path = %entry.path.display(), error = %err, "no idmapped mount: the host user may only read what is world-readable there");
-                        });
-                        idmaps.push((owner, made.ok()));
-                    }
-                    idmaps
-                        .iter()
-                        .find(|(o, _)| *o == owner)
-                        .and_then(|(_, fd)| fd.as_ref())
-                } else {
-                    None
-                };
+                let idmap = (entry.origin == view::Origin::Grant && owner != host)
+                    .then(|| idmap_for(owner, host))
+                    .flatten();
                 let tree = sys::open_path_no_symlinks(None, &entry.path)
                     .and_then(|fd| sys::clone_tree(fd.as_fd()))
                     .and_then(|tree| {
@@ -274,7 +262,7 @@ fn binds(
                             set |= mount_attr::NOEXEC;
                         }
                         sys::set_mount_attributes(tree.as_fd(), set, 0, None)?;
-                        if let Some(userns) = idmap {
+                        if let Some(userns) = &idmap {
                             // Best effort: a file system without idmapped mounts keeps its ids.
                             if let Err(err) = sys::set_mount_attributes(
                                 tree.as_fd(),
@@ -300,6 +288,25 @@ fn binds(
         binds.push(bind);
     }
     Ok((binds, trees))
+}
+
+/// A user namespace mapping `owner` to `host` for idmapped mounts, made once per pair and kept
+/// for the supervisor's lifetime (each is a forked helper's namespace, a few hundred bytes).
+fn idmap_for(owner: (u32, u32), host: (u32, u32)) -> Option<std::sync::Arc<OwnedFd>> {
+    type Known = Vec<((u32, u32), (u32, u32), Option<std::sync::Arc<OwnedFd>>)>;
+    static KNOWN: std::sync::Mutex<Known> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().expect("idmap cache");
+    if let Some((_, _, fd)) = known.iter().find(|(o, h, _)| *o == owner && *h == host) {
+        return fd.clone();
+    }
+    let made = sys::idmap_userns(owner, host)
+        .inspect_err(|err| {
+            tracing::warn!(owner = ?owner, error = %err, "no idmapped mounts: the host user may only change what its mode lets anyone change");
+        })
+        .ok()
+        .map(std::sync::Arc::new);
+    known.push((owner, host, made.clone()));
+    made
 }
 
 /// Makes `storage` belong to the host user of a root supervisor, so the host can write it.
@@ -454,7 +461,7 @@ pub fn prepare(
         &mut view::RealTree::default(),
     );
     if !view.omitted.is_empty() {
-        tracing::debug!(extension = id, omitted = ?view.omitted, "grants the OS view leaves to the broker");
+        tracing::info!(extension = id, omitted = ?view.omitted.iter().map(|o| format!("{}: {}", o.scope, o.reason)).collect::<Vec<_>>(), "grants the sandbox leaves to the broker (the host's own fs calls cannot reach them)");
     }
     let host_user = root.then_some(settings.host_user);
     if let (Some(user), Some(storage)) = (host_user, storage_path) {
@@ -505,18 +512,17 @@ pub fn prepare(
         }
     }
     let pids_cgroup = cgroup.as_ref().is_some_and(|c| c.has(Controller::Pids));
-    let processes = match cgroup.as_ref().filter(|c| c.has(Controller::Pids)) {
-        Some(c) => LayerReport::full(
+    let processes = if let Some(c) = cgroup.as_ref().filter(|c| c.has(Controller::Pids)) {
+        LayerReport::full(
             Layer::Processes,
             format!("cgroup {} pids limit {}", version(c), limits.pids),
-        ),
-        None => {
-            watchdog.pids = Some(limits.pids);
-            LayerReport::full(
-                Layer::Processes,
-                format!("RLIMIT_NPROC {} in the host's user namespace", limits.pids),
-            )
-        }
+        )
+    } else {
+        watchdog.pids = Some(limits.pids);
+        LayerReport::full(
+            Layer::Processes,
+            format!("RLIMIT_NPROC {} in the host's user namespace", limits.pids),
+        )
     };
     merge(&mut report, processes);
     match cgroup.as_ref().filter(|c| c.has(Controller::Cpu)) {

@@ -41,8 +41,12 @@ impl Check {
 /// The machine's isolation features.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    /// Unprivileged user namespaces (with PID, mount, network, IPC, UTS inside).
+    /// Unprivileged user namespaces (with PID, mount, network, IPC, UTS inside), for the user
+    /// hosts run as (a root supervisor's run as the unprivileged host user).
     pub user_namespaces: Check,
+    /// A private root: in its own user and mount namespace, the host's stage can clone mount
+    /// trees (the new mount API, Linux 5.12) to build a root holding only the view.
+    pub private_root: Check,
     /// The bubblewrap binary.
     pub bwrap: Check,
     /// Its path, when found.
@@ -68,17 +72,26 @@ impl Probe {
     /// `bwrap` and the cgroup are looked up every time (cheap, and they can change).
     #[must_use]
     pub fn run(bwrap: &Path, cgroup_parent: Option<&Path>) -> Self {
-        static STATIC: OnceLock<(Check, Check, i32, Check)> = OnceLock::new();
-        let (user_namespaces, landlock, landlock_abi, seccomp) = STATIC
+        static STATIC: OnceLock<(Check, Check, Check, i32, Check)> = OnceLock::new();
+        let (user_namespaces, private_root, landlock, landlock_abi, seccomp) = STATIC
             .get_or_init(|| {
                 let (landlock, abi) = probe_landlock();
-                (probe_user_namespaces(), landlock, abi, probe_seccomp())
+                let host_user =
+                    sys::is_root().then_some(super::SandboxSettings::default().host_user);
+                (
+                    probe_user_namespaces(host_user),
+                    probe_private_root(host_user),
+                    landlock,
+                    abi,
+                    probe_seccomp(),
+                )
             })
             .clone();
         let (bwrap, bwrap_path) = probe_bwrap(bwrap);
         let cgroup_parents = super::cgroup::find(cgroup_parent);
         Self {
             user_namespaces,
+            private_root,
             bwrap,
             bwrap_path,
             landlock,
@@ -98,11 +111,11 @@ impl Probe {
             .is_some_and(|p| p.dirs.iter().any(|(c, _)| *c == controller))
     }
 
-    /// Whether the bubblewrap backend can run: the binary, and namespaces for it (root makes
-    /// them without a user namespace).
+    /// Whether the bubblewrap backend can run: the binary, and user namespaces for the host
+    /// user (a root supervisor runs bubblewrap as the unprivileged host user too).
     #[must_use]
     pub fn bwrap_usable(&self) -> bool {
-        self.bwrap.available && (self.user_namespaces.available || self.root)
+        self.bwrap.available && self.user_namespaces.available
     }
 }
 
@@ -112,13 +125,37 @@ fn read_trimmed(path: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-fn probe_user_namespaces() -> Check {
-    let extra = libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS;
-    match sys::probe_unshare(extra) {
+const HOST_NAMESPACES: libc::c_int = libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS;
+
+fn probe_private_root(host_user: Option<(u32, u32)>) -> Check {
+    if let Err(err) = sys::probe_unshare(HOST_NAMESPACES, host_user, false) {
+        return Check::no(
+            format!("no user namespace for the host to build it in: {err}"),
+            "allow unprivileged user namespaces (see the namespaces layer)",
+        );
+    }
+    match sys::probe_unshare(HOST_NAMESPACES, host_user, true) {
+        Ok(()) => Check::yes(
+            "the stage can build a root of only the view (open_tree, mount_setattr, move_mount)",
+        ),
+        Err(err) => Check::no(
+            format!(
+                "cloning mount trees fails: {err} (the new mount API needs Linux 5.12; a container's seccomp policy may forbid it)"
+            ),
+            "run on Linux 5.12 or newer, outside a seccomp policy that forbids open_tree and move_mount",
+        ),
+    }
+}
+
+fn probe_user_namespaces(host_user: Option<(u32, u32)>) -> Check {
+    match sys::probe_unshare(HOST_NAMESPACES, host_user, false) {
+        Ok(()) if host_user.is_some() => Check::yes(
+            "user namespaces work for the unprivileged host user (user, pid, mount, net, ipc, uts)",
+        ),
         Ok(()) => Check::yes("unprivileged user namespaces work (user, pid, mount, net, ipc, uts)"),
         Err(err) => {
             let mut why = format!("unshare(CLONE_NEWUSER) fails: {err}");
@@ -339,7 +376,8 @@ impl Probe {
     pub fn layers(&self) -> Vec<LayerSupport> {
         use super::cgroup::Controller;
         use super::{Enforcement as E, Layer};
-        let namespaces = self.user_namespaces.available || self.root;
+        let namespaces = self.user_namespaces.available;
+        let private_root = self.private_root.available;
         let memory_cgroup = self.has_controller(Controller::Memory);
         let pids_cgroup = self.has_controller(Controller::Pids);
         let cpu_cgroup = self.has_controller(Controller::Cpu);
@@ -356,11 +394,15 @@ impl Probe {
         };
         vec![
             entry(Layer::Namespaces, namespaces, false,
-                if self.root { "root: pid, mount, net, ipc, uts namespaces".into() } else { self.user_namespaces.detail.clone() },
+                if self.root { format!("root runs hosts as an unprivileged user: {}", self.user_namespaces.detail) } else { self.user_namespaces.detail.clone() },
                 format!("{}; {}", self.user_namespaces.detail, self.user_namespaces.advice.clone().unwrap_or_default())),
-            entry(Layer::Filesystem, self.landlock.available || self.bwrap_usable(), false,
-                [self.landlock.available.then(|| self.landlock.detail.clone()), self.bwrap_usable().then(|| format!("bubblewrap mount view ({})", self.bwrap.detail))].into_iter().flatten().collect::<Vec<_>>().join("; "),
-                format!("no Landlock ({}) and no usable bubblewrap ({})", self.landlock.detail, self.bwrap.detail)),
+            entry(Layer::Filesystem, private_root, self.landlock.available,
+                if private_root {
+                    [Some(format!("private root ({})", self.private_root.detail)), self.landlock.available.then(|| self.landlock.detail.clone())].into_iter().flatten().collect::<Vec<_>>().join("; ")
+                } else {
+                    format!("Landlock only ({}); no private root: {}, so paths outside the view can be examined and their metadata changed", self.landlock.detail, self.private_root.detail)
+                },
+                format!("no private root ({}) and no Landlock ({})", self.private_root.detail, self.landlock.detail)),
             entry(Layer::Network, self.seccomp.available || namespaces || self.landlock_abi >= 4, false,
                 "seccomp refuses socket(); a network namespace and Landlock TCP rules where available".into(),
                 "no seccomp, no network namespace and no Landlock TCP rules".into()),
@@ -370,9 +412,9 @@ impl Probe {
             entry(Layer::NoNewPrivs, true, false, "PR_SET_NO_NEW_PRIVS".into(), String::new()),
             entry(Layer::Environment, true, false, "cleared environment plus the profile's allow-list".into(), String::new()),
             entry(Layer::Descriptors, true, false, "close-on-exec for every fd but stdio and IPC".into(), String::new()),
-            entry(Layer::Tmp, namespaces || self.bwrap_usable(), false,
-                "private size-capped tmpfs in the host's mount namespace".into(),
-                "no mount namespace: /tmp cannot be made private".into()),
+            entry(Layer::Tmp, private_root, false,
+                "private size-capped noexec tmpfs in the host's root".into(),
+                format!("no private root ({}): /tmp cannot be made private", self.private_root.detail)),
             entry(Layer::Memory, memory_cgroup, true,
                 if memory_cgroup { format!("cgroup: {}", self.cgroups.detail) } else { format!("no memory cgroup ({}): RSS watchdog and a V8 heap cap only", self.cgroups.detail) },
                 String::new()),

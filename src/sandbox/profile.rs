@@ -259,6 +259,7 @@ impl Profile {
     ///
     /// # Errors
     /// [`ProfileError::Syntax`] or [`ProfileError::Invalid`].
+    #[expect(clippy::too_many_lines, reason = "one check per key, in file order")]
     pub fn parse(name: &str, origin: &str, text: &str) -> Result<Self, ProfileError> {
         let raw: RawProfile = toml::from_str(text).map_err(|err| ProfileError::Syntax {
             origin: origin.to_owned(),

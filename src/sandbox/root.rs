@@ -122,15 +122,13 @@ fn open_source(source: &Path, bind: &Bind) -> Result<OwnedFd, String> {
 
 /// A detached, flagged tree for `bind`.
 fn tree_for(source: &Path, bind: &Bind, sent: &mut [Option<OwnedFd>]) -> Result<OwnedFd, String> {
-    let tree = match bind.tree {
-        Some(i) => sent
-            .get_mut(i)
+    let tree = if let Some(i) = bind.tree {
+        sent.get_mut(i)
             .and_then(Option::take)
-            .ok_or_else(|| format!("no tree was sent for {}", bind.path.display()))?,
-        None => {
-            let fd = open_source(source, bind)?;
-            sys::clone_tree(fd.as_fd()).map_err(|e| fail("cannot clone", &bind.path, &e))?
-        }
+            .ok_or_else(|| format!("no tree was sent for {}", bind.path.display()))?
+    } else {
+        let fd = open_source(source, bind)?;
+        sys::clone_tree(fd.as_fd()).map_err(|e| fail("cannot clone", &bind.path, &e))?
     };
     // Setting flags only ever narrows: those the supervisor set on a tree it sent stay set.
     sys::set_mount_attributes(tree.as_fd(), attributes(bind.writable, bind.exec), 0, None)
@@ -231,7 +229,7 @@ pub fn build(plan: &RootPlan, mut sent: Vec<Option<OwnedFd>>) -> Result<Built, S
 
     let root = Path::new(ASSEMBLY);
     mount_tmpfs(root, "mode=0755,size=4m,nr_inodes=65536", false)?;
-    match assemble(plan, root, trees, devices, &mut built) {
+    match assemble(plan, root, trees, &devices, &mut built) {
         Ok(()) => Ok(built),
         Err(err) => {
             // Leave nothing half-built over the supervisor's tree: without the assembly the
@@ -247,7 +245,7 @@ fn assemble(
     plan: &RootPlan,
     root: &Path,
     mut trees: Vec<(&Bind, OwnedFd)>,
-    devices: Vec<(Bind, OwnedFd)>,
+    devices: &[(Bind, OwnedFd)],
     built: &mut Built,
 ) -> Result<(), String> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -258,7 +256,7 @@ fn assemble(
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", dir, &e))?;
     }
     mount_tmpfs(&dev, "mode=0755,size=64k,nr_inodes=64", true)?;
-    for (bind, tree) in &devices {
+    for (bind, tree) in devices {
         let target = under(root, &bind.path);
         mount_point(&target, &bind.kind).map_err(|e| fail("cannot create", &target, &e))?;
         sys::move_mount(tree.as_fd(), &target).map_err(|e| fail("cannot bind", &target, &e))?;

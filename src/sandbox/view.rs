@@ -14,7 +14,7 @@
 //! - a folder with a deny pattern reaching into it (`**/*.key`): the same;
 //! - a folder holding something the host must not touch (a literal deny, a protected path such
 //!   as `.git` in a writable folder, the supervisor's own files, the runtime): the folder is
-//!   replaced by its other children, recursively ([`cover`]), so the excluded path is in no
+//!   replaced by its other children, recursively, so the excluded path is in no
 //!   entry and a file the user later creates beside it is in none either;
 //! - creating, renaming and linking in the workspace: Landlock would allow a new `.git` as
 //!   readily as a new `notes.md`, so grants give the OS only the right to change files that
@@ -730,18 +730,15 @@ impl Builder<'_> {
         if candidate.file {
             return true;
         }
-        match self.protected_beneath(&candidate.path, request.protected) {
-            Some(found) => {
-                candidate.exclude.extend(found);
-                true
-            }
-            None => {
-                self.omit(
-                    shown,
-                    "the folder is too large to check for protected paths (.git, .vscode, ...)",
-                );
-                false
-            }
+        if let Some(found) = self.protected_beneath(&candidate.path, request.protected) {
+            candidate.exclude.extend(found);
+            true
+        } else {
+            self.omit(
+                shown,
+                "the folder is too large to check for protected paths (.git, .vscode, ...)",
+            );
+            false
         }
     }
 
@@ -783,9 +780,7 @@ impl Builder<'_> {
             if exclude.iter().any(|x| next.starts_with(x)) {
                 continue;
             }
-            if !exclude.iter().any(|x| x.starts_with(&next)) {
-                out.push((next, EntryKind::Dir));
-            } else {
+            if exclude.iter().any(|x| x.starts_with(&next)) {
                 self.listings += 1;
                 if self.listings > MAX_LISTINGS {
                     return None;
@@ -801,6 +796,8 @@ impl Builder<'_> {
                         _ => {}
                     }
                 }
+            } else {
+                out.push((next, EntryKind::Dir));
             }
             if out.len() > MAX_COVER {
                 return None;
@@ -943,9 +940,8 @@ mod tests {
             let mut walked = PathBuf::from("/");
             for component in path.components().skip(1) {
                 walked.push(component);
-                match self.nodes.get(&walked)? {
-                    Node::Symlink(target) => return Some(target.clone()),
-                    _ => {}
+                if let Node::Symlink(target) = self.nodes.get(&walked)? {
+                    return Some(target.clone());
                 }
             }
             Some(walked)

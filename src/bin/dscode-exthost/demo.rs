@@ -118,58 +118,7 @@ pub async fn run() -> anyhow::Result<()> {
     )
     .await?;
 
-    println!(
-        "\n3. File access through the broker: word-count asks for `fileSystem.read:**/*.txt`, granted"
-    );
-    let file =
-        |rel: &str| serde_json::json!([workspace.join(rel).display().to_string()]).to_string();
-    call(
-        &words,
-        "wordCount.readWorkspaceFile",
-        &file("notes/todo.txt"),
-    )
-    .await?;
-    println!("  ...a file of the workspace outside the scope it asked for:");
-    call(
-        &words,
-        "wordCount.readWorkspaceFile",
-        &file(".ssh/id_ed25519"),
-    )
-    .await?;
-    println!("  ...and a file outside every root (the answer does not echo the path):");
-    call(&words, "wordCount.readWorkspaceFile", r#"["/etc/passwd"]"#).await?;
-    println!(
-        "\n  The same extension reading with Node's own fs module, no broker involved: the OS sandbox decides."
-    );
-    println!(
-        "  A glob such as **/*.txt is not something the OS can show exactly, so the sandbox shows the host\n  none of the workspace: only the broker serves it, file by file. Its own folder is in its view:"
-    );
-    let own = examples.join("word-count/package.json");
-    call(
-        &words,
-        "wordCount.readFileDirectly",
-        &serde_json::json!([own.display().to_string()]).to_string(),
-    )
-    .await?;
-    println!(
-        "  ...the workspace's private key, with Node's fs (the OS, not the broker, refuses it):"
-    );
-    call(
-        &words,
-        "wordCount.readFileDirectly",
-        &file(".ssh/id_ed25519"),
-    )
-    .await?;
-    println!(
-        "  ...a private key planted outside the workspace (an escape: not in the sandbox's view at all):"
-    );
-    let key = dir.join("demo-home/.ssh/id_ed25519");
-    call(
-        &words,
-        "wordCount.readFileDirectly",
-        &serde_json::json!([key.display().to_string()]).to_string(),
-    )
-    .await?;
+    file_access(&words, &workspace, &examples, &dir).await?;
 
     println!("\n4. Killing the hello host with SIGKILL; the supervisor notices and restarts it");
     kill_and_watch_restart(&hello).await?;
@@ -182,6 +131,69 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "\nDone. Run your own: `dscode-exthost run --config FILE`, then `dscode-exthost status`."
     );
+    Ok(())
+}
+
+/// Step 3: what the broker serves and what the OS refuses, for word-count's glob grant.
+async fn file_access(
+    words: &HostHandle,
+    workspace: &std::path::Path,
+    examples: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    println!(
+        "\n3. File access through the broker: word-count asks for `fileSystem.read:**/*.txt`, granted"
+    );
+    let file =
+        |rel: &str| serde_json::json!([workspace.join(rel).display().to_string()]).to_string();
+    call(
+        words,
+        "wordCount.readWorkspaceFile",
+        &file("notes/todo.txt"),
+    )
+    .await?;
+    println!("  ...a file of the workspace outside the scope it asked for:");
+    call(
+        words,
+        "wordCount.readWorkspaceFile",
+        &file(".ssh/id_ed25519"),
+    )
+    .await?;
+    println!("  ...and a file outside every root (the answer does not echo the path):");
+    call(words, "wordCount.readWorkspaceFile", r#"["/etc/passwd"]"#).await?;
+    println!(
+        "\n  The same extension reading with Node's own fs module, no broker involved: the OS sandbox decides."
+    );
+    println!(
+        "  A glob such as **/*.txt is not something the OS can show exactly, so the sandbox shows the host\n  none of the workspace: only the broker serves it, file by file. Its own folder is in its view:"
+    );
+    let own = examples.join("word-count/package.json");
+    call(
+        words,
+        "wordCount.readFileDirectly",
+        &serde_json::json!([own.display().to_string()]).to_string(),
+    )
+    .await?;
+    println!(
+        "  ...the workspace's private key, with Node's fs (the OS, not the broker, refuses it):"
+    );
+    call(
+        words,
+        "wordCount.readFileDirectly",
+        &file(".ssh/id_ed25519"),
+    )
+    .await?;
+    println!(
+        "  ...a private key planted outside the workspace (an escape: not in the sandbox's view at all):"
+    );
+    let key = dir.join("demo-home/.ssh/id_ed25519");
+    call(
+        words,
+        "wordCount.readFileDirectly",
+        &serde_json::json!([key.display().to_string()]).to_string(),
+    )
+    .await?;
+
     Ok(())
 }
 

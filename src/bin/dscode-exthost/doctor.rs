@@ -35,6 +35,7 @@ pub fn run(json: bool, bwrap: Option<PathBuf>) -> anyhow::Result<()> {
     println!("dscode-exthost doctor: what this machine can enforce\n");
     for check in [
         ("user namespaces", &probe.user_namespaces),
+        ("private root", &probe.private_root),
         ("bubblewrap", &probe.bwrap),
         ("Landlock", &probe.landlock),
         ("seccomp", &probe.seccomp),

@@ -20,6 +20,7 @@ pub(crate) enum Edit {
 
 pub(crate) async fn edit(edit: Edit, args: GrantArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    crate::migrate_grants(&config)?;
     let node = NodeRuntime::embedded(config.node()).context("failed to unpack the Node.js host")?;
     let specs = config.host_specs(&node)?;
     let Some(spec) = specs.iter().find(|s| s.id == args.extension) else {

@@ -205,8 +205,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Moves a grants file from beside the config (the old default) to the state folder.
+pub(crate) fn migrate_grants(config: &Config) -> anyhow::Result<()> {
+    if let Some((old, new)) = config
+        .migrate_grants()
+        .context("failed to move the grants file to the state folder")?
+    {
+        tracing::info!(from = %old.display(), to = %new.display(), "moved the grants file to the state folder, out of every workspace");
+        eprintln!(
+            "moved the grants file {} to {} (the state folder, out of every workspace)",
+            old.display(),
+            new.display()
+        );
+    }
+    Ok(())
+}
+
 async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    migrate_grants(&config)?;
     if let Err(err) = dscode_extension_host::process::sys::set_non_dumpable() {
         tracing::warn!(error = %err, "could not mark the supervisor non-dumpable");
     }
@@ -217,6 +234,7 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
         Arc::new(ConsoleUi::default()),
         config.rate_limit.clone(),
     );
+    broker.set_private_paths(config.private_paths());
     let manager = Arc::new(ExtensionHostManager::new(Arc::new(broker.clone())));
     let secrets = match SecretStorage::detect().await {
         Ok(storage) => {
