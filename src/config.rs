@@ -305,12 +305,12 @@ impl Config {
     }
 
     /// The supervisor's own files, which no host's view may hold and the broker never serves:
-    /// this config, the grants file, the state folder, the control socket.
+    /// this config, the grants file, the control socket. (Files, not their folders: the state
+    /// and runtime folders also hold what hosts run, such as the unpacked node-host.)
     #[must_use]
     pub fn private_paths(&self) -> Vec<PathBuf> {
         let mut private: Vec<PathBuf> = self.path.iter().cloned().collect();
         private.push(self.grants_path());
-        private.extend(self.state.clone());
         private.extend(self.control_socket());
         private
     }
@@ -485,7 +485,7 @@ mod tests {
         let state = dir.path().join("state");
         let config = Config::load(&config_path).unwrap().with_state_dir(&state);
         assert_eq!(config.grants_path(), state.join("grants.toml"));
-        assert!(config.private_paths().contains(&state));
+        assert!(config.private_paths().contains(&state.join("grants.toml")));
         let moved = config.migrate_grants().unwrap();
         assert_eq!(moved, Some((legacy.clone(), state.join("grants.toml"))));
         assert!(!legacy.exists());

@@ -276,12 +276,7 @@ pub fn spawn_host(
         keep_caps_for_stage: stage.is_some(),
         drop_to: isolation.drop_to,
     };
-    // SAFETY: `contain_in_child` is written for the pre-exec context (no allocation, only
-    // async-signal-safe calls) and `plan` is fully built before the fork.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || sys::contain_in_child(&plan));
-    }
+    sys::contain_before_exec(&mut cmd, plan);
     let runtime = tokio::runtime::Handle::current();
     let spawned = on_spawner_thread(move || {
         let _runtime = runtime.enter();

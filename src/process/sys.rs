@@ -125,6 +125,15 @@ const FIRST_SPARE_FD: RawFd = 16;
 /// process group, and the shim must outlive the host to report how it ended.
 const SHIM_BLOCKED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
+/// Makes `command`'s child carry out `plan` between `fork` and `exec` (see [`contain_in_child`]).
+pub(crate) fn contain_before_exec(command: &mut tokio::process::Command, plan: ContainPlan) {
+    // SAFETY: `contain_in_child` is written for the pre-exec context (no allocation, only
+    // async-signal-safe calls) and `plan` is fully built before the fork.
+    unsafe {
+        command.pre_exec(move || contain_in_child(&plan));
+    }
+}
+
 /// Runs in the forked child before `exec`. Returns in the process that goes on to `exec` the host.
 ///
 /// With a PID namespace this forks once more: the child returned to the caller is PID 1 of the new
@@ -139,7 +148,7 @@ const SHIM_BLOCKED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHU
 ///
 /// # Safety
 /// Only call between `fork` and `exec` (from `CommandExt::pre_exec`).
-pub unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
+unsafe fn contain_in_child(plan: &ContainPlan) -> io::Result<()> {
     arm_death_signal(plan.parent_pid)?;
     for procs in &plan.cgroups {
         write_proc(procs.as_bytes_with_nul(), b"0")?;
@@ -229,10 +238,11 @@ fn arm_death_signal(parent_pid: libc::pid_t) -> io::Result<()> {
             0,
         )
     })?;
-    // The supervisor may have died between fork and prctl; then no signal would ever come.
+    // The supervisor may have died between fork and prctl; then no signal would ever come. The
+    // error is an errno, since making any other kind of error here would allocate.
     // SAFETY: getppid cannot fail.
     if unsafe { libc::getppid() } != parent_pid {
-        return Err(io::Error::other("supervisor exited during spawn"));
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())
 }
@@ -508,7 +518,21 @@ pub fn probe_unshare(
 ///
 /// # Errors
 /// If fork fails.
-pub fn fork_single_threaded() -> io::Result<Option<libc::pid_t>> {
+pub(crate) fn fork_single_threaded() -> io::Result<Option<libc::pid_t>> {
+    // Checked, not assumed: a fork of a process with other threads could inherit a lock one of
+    // them held, and the child would hang the first time it took it.
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        });
+    if threads != Some(1) {
+        return Err(io::Error::other(
+            "fork_single_threaded called in a process with more than one thread",
+        ));
+    }
     // SAFETY: the stage calls this before starting any thread, so the child inherits no lock
     // held by another thread.
     let pid = check(unsafe { libc::fork() })?;
