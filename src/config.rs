@@ -192,7 +192,10 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
-        config.base = path.parent().map(Path::to_owned).unwrap_or_default();
+        // Absolute, so that paths resolved against it mean the same whatever the working
+        // directory later is.
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        config.base = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_owned());
         config.path = Some(path.to_owned());
         config.state = crate::runtime::state_dir();
         config.load_profiles().map_err(|err| ConfigError::Invalid {
@@ -277,7 +280,14 @@ impl Config {
             .unwrap_or_else(crate::sandbox::SandboxSpec::default_profile)
     }
 
+    /// `path` as the config means it: `~/...` in the user's home, relative to the config file's
+    /// folder, or absolute.
     fn resolve(&self, path: &Path) -> PathBuf {
+        if let Ok(rest) = path.strip_prefix("~")
+            && let Some(home) = std::env::var_os("HOME").filter(|h| Path::new(h).is_absolute())
+        {
+            return Path::new(&home).join(rest);
+        }
         if path.is_absolute() {
             path.to_owned()
         } else {
@@ -502,6 +512,28 @@ mod tests {
         let named = Config::load(&config_path).unwrap().with_state_dir(&state);
         assert_eq!(named.grants_path(), dir.path().join("project/g.toml"));
         assert_eq!(named.migrate_grants().unwrap(), None);
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_folder_and_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exthost.toml");
+        std::fs::write(
+            &path,
+            "[supervisor]\nworkspace = [\"~/src/project\", \"rel\", \"/abs\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        let folder = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            config.workspace(),
+            [
+                home.join("src/project"),
+                folder.join("rel"),
+                PathBuf::from("/abs")
+            ]
+        );
     }
 
     #[test]

@@ -801,7 +801,7 @@ fn swap_until(stop: &AtomicBool, d: &Path, outside: &Path) -> u64 {
     let mut swaps = 0_u64;
     while !stop.load(Ordering::Relaxed) {
         fs::rename(d, &parked).unwrap();
-        if swaps % 2 == 0 {
+        if swaps.is_multiple_of(2) {
             symlink("../outside", d).unwrap();
         } else {
             symlink(outside, d).unwrap();
