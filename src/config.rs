@@ -194,7 +194,10 @@ impl Config {
         })?;
         // Absolute, so that paths resolved against it mean the same whatever the working
         // directory later is.
-        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         config.base = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_owned());
         config.path = Some(path.to_owned());
         config.state = crate::runtime::state_dir();

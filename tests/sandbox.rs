@@ -37,24 +37,47 @@ use dscode_extension_host::sandbox::view::{FsGrants, PathRule};
 use dscode_extension_host::sandbox::{Backend, Enforcement, Layer, Profile, SandboxSpec};
 use serde_json::{Value, json};
 
-/// A value planted in every secret and in the supervisor's environment.
-#[allow(unsafe_code)]
+/// The variable that carries the planted marker into a test run by [`in_planted_environment`].
+const MARKER_VAR: &str = "DSCODE_ESCAPE_PLANTED_MARKER";
+
+/// A value planted in every secret, and (in a test run by [`in_planted_environment`]) in the
+/// supervisor's environment.
 fn marker() -> &'static str {
     static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     MARKER.get_or_init(|| {
-        let marker = format!("PLANTED-{}-{:x}", std::process::id(), rand_u64());
-        // Secrets a developer's shell typically holds, and variables that would change what
-        // the host loads. They must reach no host.
-        // SAFETY: set once, before this test binary starts any host; nothing reads the
-        // environment concurrently at this point of a test's setup.
-        unsafe {
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", &marker);
-            std::env::set_var("GITHUB_TOKEN", &marker);
-            std::env::set_var("NODE_OPTIONS", format!("--title={marker}"));
-            std::env::set_var("LD_PRELOAD", format!("/nonexistent/{marker}.so"));
-        }
-        marker
+        std::env::var(MARKER_VAR)
+            .unwrap_or_else(|_| format!("PLANTED-{}-{:x}", std::process::id(), rand_u64()))
     })
+}
+
+/// Runs `test` again in a child process whose environment holds what a developer's shell
+/// typically does (tokens, `NODE_OPTIONS`, `LD_PRELOAD`, all carrying the marker) from its very
+/// start, and checks that it passed; `true` means this is that child, which goes on with the
+/// test. (Setting variables in this process instead would race with the tests running beside it
+/// on other threads.) No host may see any of it.
+async fn in_planted_environment(test: &'static str) -> bool {
+    if std::env::var_os(MARKER_VAR).is_some() {
+        return true;
+    }
+    let marker = format!("PLANTED-{}-{:x}", std::process::id(), rand_u64());
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(MARKER_VAR, &marker)
+            .env("AWS_SECRET_ACCESS_KEY", &marker)
+            .env("GITHUB_TOKEN", &marker)
+            .env("NODE_OPTIONS", format!("--title={marker}"))
+            .env("LD_PRELOAD", format!("/nonexistent/{marker}.so"))
+            .status()
+    })
+    .await
+    .unwrap()
+    .expect("the test binary runs again");
+    assert!(
+        status.success(),
+        "{test} failed in its planted environment: {status}"
+    );
+    false
 }
 
 fn rand_u64() -> u64 {
@@ -1072,17 +1095,23 @@ async fn escape_suite(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn escape_suite_landlock() {
-    escape_suite(Backend::Landlock).await;
+    if in_planted_environment("escape_suite_landlock").await {
+        escape_suite(Backend::Landlock).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn escape_suite_bwrap() {
-    escape_suite(Backend::Bwrap).await;
+    if in_planted_environment("escape_suite_bwrap").await {
+        escape_suite(Backend::Bwrap).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn escape_suite_bwrap_landlock() {
-    escape_suite(Backend::BwrapLandlock).await;
+    if in_planted_environment("escape_suite_bwrap_landlock").await {
+        escape_suite(Backend::BwrapLandlock).await;
+    }
 }
 
 /// New attacks that cannot succeed even without a sandbox, and why. Everything else in
@@ -1120,6 +1149,9 @@ fn kernel_has_x32() -> bool {
 /// Without a sandbox the same attacks work: the suite measures something.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_sandbox_the_attacks_succeed() {
+    if !in_planted_environment("without_a_sandbox_the_attacks_succeed").await {
+        return;
+    }
     let fixture = Fixture::new();
     let env = fixture.env();
     let runs = run_all(&fixture, &env, &common::unsandboxed()).await;
@@ -1339,16 +1371,49 @@ fn doctor_json_reports_every_layer_with_a_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_host_process_is_in_its_cgroup() {
     let probe = dscode_extension_host::sandbox::Probe::run(std::path::Path::new("bwrap"), None);
-    if probe.cgroup_parents.is_none() {
-        eprintln!(
-            "SKIPPED: no usable cgroup here ({}); the host runs under the watchdog instead",
-            probe.cgroups.detail
-        );
-        return;
-    }
     let env = Env::new();
     let host = env.host(&common::example("hello"), fast());
     host.start().await.unwrap();
+    let report = host
+        .status()
+        .sandbox
+        .expect("a sandboxed host has a report");
+    if probe.cgroup_parents.is_none() {
+        // Without a cgroup, the report must say what stands in for one, not claim a cgroup.
+        let memory = report.layer(Layer::Memory).unwrap();
+        assert_eq!(
+            memory.enforcement,
+            Enforcement::PartiallyEnforced,
+            "{}",
+            report.table()
+        );
+        assert!(
+            memory.detail.contains("no memory cgroup"),
+            "{}",
+            report.table()
+        );
+        let processes = report.layer(Layer::Processes).unwrap();
+        assert!(
+            processes.detail.contains("RLIMIT_NPROC"),
+            "{}",
+            report.table()
+        );
+        eprintln!(
+            "no usable cgroup here ({}): checked that the report names the watchdog instead",
+            probe.cgroups.detail
+        );
+        host.stop().await;
+        return;
+    }
+    assert!(
+        report
+            .layer(Layer::Memory)
+            .unwrap()
+            .detail
+            .contains("cgroup"),
+        "{}",
+        report.table()
+    );
     let pid = host.status().pid.unwrap();
     let leaf = format!("/dscode-exthost-{}/", std::process::id());
     let pids = dscode_extension_host::sandbox::watch::tree_pids(pid, 1000).unwrap();
