@@ -461,15 +461,33 @@ async fn a_flooding_extension_is_limited_and_another_keeps_its_latency() {
         latencies[latencies.len() / 2]
     };
     let baseline = sample(victim.clone(), target.clone()).await;
+    // The flood keeps 64 requests in flight for 4 s, longer than the samples take; that it was
+    // still running when they ended is checked, so the samples cannot miss it.
     let flood = {
         let flooder = flooder.clone();
         let target = target.clone();
-        tokio::spawn(
-            async move { call(&flooder, "api.flood", serde_json::json!([target, 2000])).await },
-        )
+        tokio::spawn(async move {
+            let tally = call(&flooder, "api.floodFor", serde_json::json!([target, 64, 4000])).await;
+            (tally, Instant::now())
+        })
     };
+    // Sampling starts once the flood is being refused, i.e. under way.
+    let under_way = Instant::now();
+    loop {
+        let probe = call(flooder, "api.stat", serde_json::json!([target])).await;
+        if code(&probe) == "RateLimited" {
+            break;
+        }
+        assert!(under_way.elapsed() < Duration::from_secs(10), "the flood never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let during = sample(victim.clone(), target.clone()).await;
-    let tally = flood.await.unwrap();
+    let sampled_until = Instant::now();
+    let (tally, flood_ended) = flood.await.unwrap();
+    assert!(
+        flood_ended > sampled_until,
+        "the flood ended before the samples did: they measured nothing"
+    );
     assert!(
         tally["RateLimited"].as_u64().unwrap_or(0) >= 1000,
         "flood was not limited: {tally}"
