@@ -5,9 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, example, fast, fixture, json, raw};
-use dscode_extension_host::ipc::{ErrorCode, RequestError};
 use dscode_extension_host::lifecycle::ExtensionHostState;
 use dscode_extension_host::process::Containment;
+use dscode_extension_host::rpc::RequestError;
+use dscode_extension_host::wire::ErrorCode;
 
 #[tokio::test]
 async fn handshake_activation_and_a_command_round_trip() {

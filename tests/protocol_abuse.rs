@@ -151,7 +151,7 @@ async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
     assert!(
         matches!(
             outcome,
-            Err(dscode_extension_host::ipc::RequestError::Timeout { .. })
+            Err(dscode_extension_host::rpc::RequestError::Timeout { .. })
         ),
         "{outcome:?}"
     );
@@ -164,11 +164,11 @@ async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
 /// Answers every request with 64 KiB of text, counting the requests it was given.
 struct BigAnswers(Arc<std::sync::atomic::AtomicUsize>);
 
-impl dscode_extension_host::ipc::RequestHandler for BigAnswers {
+impl dscode_extension_host::rpc::RequestHandler for BigAnswers {
     fn handle(
         &self,
-        _request: dscode_extension_host::ipc::IncomingRequest,
-    ) -> dscode_extension_host::ipc::HandlerFuture {
+        _request: dscode_extension_host::rpc::IncomingRequest,
+    ) -> dscode_extension_host::rpc::HandlerFuture {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async { Ok(raw(&format!("\"{}\"", "x".repeat(64 * 1024)))) })
     }
@@ -196,15 +196,15 @@ fn send_requests(
 }
 
 fn connection_to_peer(
-    config: dscode_extension_host::ipc::ConnectionConfig,
+    config: dscode_extension_host::rpc::PeerConfig,
 ) -> (
-    dscode_extension_host::ipc::Connection,
+    dscode_extension_host::rpc::Peer,
     std::os::unix::net::UnixStream,
     Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
     let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (connection, _events) = dscode_extension_host::ipc::Connection::new(
+    let (connection, _events) = dscode_extension_host::rpc::Peer::new(
         ours,
         "peer",
         config,
@@ -220,16 +220,16 @@ fn connection_to_peer(
 /// and is disconnected once it has read nothing for the stall timeout.
 #[tokio::test]
 async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
-    use dscode_extension_host::ipc::{CloseReason, ConnectionConfig};
+    use dscode_extension_host::rpc::{CloseReason, PeerConfig};
     use std::sync::atomic::Ordering;
 
     const REQUESTS: usize = 2000; // 125 MiB of answers if all were kept
     const BUDGET: usize = 1024 * 1024;
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: BUDGET,
         max_incoming: 64,
         stall_timeout: Duration::from_secs(1),
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
     let sender = send_requests(&theirs, REQUESTS);
@@ -246,7 +246,7 @@ async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
     .await
     .expect("a peer that reads nothing is disconnected");
     assert!(
-        matches!(closed, CloseReason::Stalled(after) if after == Duration::from_secs(1)),
+        matches!(closed, CloseReason::Stalled { after } if after == Duration::from_secs(1)),
         "{closed}"
     );
     assert!(
@@ -268,14 +268,14 @@ async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
 /// everything takes far longer than the stall timeout, and gets every answer.
 #[tokio::test]
 async fn a_slow_reader_gets_every_answer() {
-    use dscode_extension_host::ipc::ConnectionConfig;
+    use dscode_extension_host::rpc::PeerConfig;
     use std::io::Read;
 
     const REQUESTS: usize = 200;
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: 256 * 1024,
         stall_timeout: Duration::from_secs(2),
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
     let sender = send_requests(&theirs, REQUESTS);
@@ -313,12 +313,12 @@ async fn a_slow_reader_gets_every_answer() {
 /// peer is not sent a cancel for it; one that was queued is cancelled.
 #[tokio::test]
 async fn only_requests_the_peer_saw_are_cancelled() {
-    use dscode_extension_host::ipc::ConnectionConfig;
+    use dscode_extension_host::rpc::PeerConfig;
     use std::io::Read;
 
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: 64 * 1024,
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, _handled) = connection_to_peer(config);
     // Far more than the socket buffer and the queue take while the peer is not reading.
@@ -336,7 +336,7 @@ async fn only_requests_the_peer_saw_are_cancelled() {
         assert!(
             matches!(
                 outcome,
-                Err(dscode_extension_host::ipc::RequestError::Timeout { .. })
+                Err(dscode_extension_host::rpc::RequestError::Timeout { .. })
             ),
             "{outcome:?}"
         );
@@ -398,13 +398,13 @@ async fn only_requests_the_peer_saw_are_cancelled() {
 /// gets through.
 #[tokio::test]
 async fn an_answer_behind_refused_requests_gets_through_a_full_queue() {
-    use dscode_extension_host::ipc::ConnectionConfig;
+    use dscode_extension_host::rpc::PeerConfig;
     use std::io::Write;
 
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: 4096,
         max_incoming: 2,
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
     let ping = {

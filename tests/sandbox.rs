@@ -503,7 +503,7 @@ async fn a_missing_bwrap_is_sandbox_unavailable_and_landlock_still_works() {
     missing.bwrap = PathBuf::from("/nonexistent/bwrap");
     let mut spec = env.spec(&common::example("hello"), fast());
     spec.sandbox = SandboxSpec::new(Profile::load("strict").unwrap(), missing.clone());
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     let err = host.start().await.unwrap_err().to_string();
     assert!(
         err.contains("sandbox unavailable")
@@ -519,7 +519,7 @@ async fn a_missing_bwrap_is_sandbox_unavailable_and_landlock_still_works() {
 
     let mut spec = env.spec(&common::example("hello"), fast());
     spec.sandbox = SandboxSpec::new(Profile::load("default").unwrap(), missing);
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     host.start().await.expect("landlock needs no bwrap");
     assert_eq!(host.status().sandbox.unwrap().backend, Backend::Landlock);
     host.stop().await;
@@ -533,7 +533,7 @@ async fn a_stage_that_is_not_one_is_a_clear_error() {
     let mut bad = settings();
     bad.stage = Some(PathBuf::from("/bin/true"));
     spec.sandbox = SandboxSpec::new(Profile::load("default").unwrap(), bad);
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     let err = host.start().await.unwrap_err().to_string();
     assert!(err.contains("run_if_requested"), "{err}");
 }
@@ -624,7 +624,7 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     let file = src.join("a.txt").to_str().unwrap().to_owned();
     let host = HostHandle::spawn(
         env.spec(&fixture("api-client"), fast()),
-        Arc::new(dscode_extension_host::ipc::NoMethods),
+        Arc::new(dscode_extension_host::rpc::NoMethods),
     );
     let read_direct = || async {
         let args = raw(&json!([file]).to_string());
