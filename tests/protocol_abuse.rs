@@ -132,33 +132,59 @@ async fn frame_level_errors_end_only_the_offending_connection() {
     }
 }
 
+/// A host that stops reading fills the supervisor's outbound queue with the answers it does not
+/// read. A request to it must still end at its deadline, which covers the wait for room in the
+/// queue (the request is never sent, so no cancel follows it), and stop() must end too: the
+/// shutdown message cannot be queued either, so the host is terminated after the grace period.
 #[tokio::test]
 async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
+    use dscode_extension_host::lifecycle::StopOutcome;
+    use dscode_extension_host::rpc::{RequestError, RequestStage};
+
     let manager = ExtensionHostManager::new(Arc::new(DenyAll));
     let mut spec = rogue("deaf");
     // Long enough that only the request deadline and stop() are under test, not hang detection.
-    spec.options.heartbeat_timeout = std::time::Duration::from_secs(300);
+    spec.options.heartbeat_timeout = Duration::from_secs(300);
     let deaf = manager.add(spec).unwrap();
     deaf.start().await.unwrap();
-    // Let the flood fill the socket buffers and the supervisor's outbound queue.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let outcome = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        deaf.request_with("host/echo", None, std::time::Duration::from_secs(1), None),
-    )
-    .await
-    .expect("a request to a deaf host must end at its deadline");
-    assert!(
-        matches!(
-            outcome,
-            Err(dscode_extension_host::rpc::RequestError::Timeout { .. })
-        ),
-        "{outcome:?}"
-    );
-    tokio::time::timeout(std::time::Duration::from_secs(30), deaf.stop())
+    // Requests are queued (and time out waiting for an answer) until the flood's denials fill
+    // the queue; from then on one waits for room, and its deadline must end that wait too. The
+    // queue fills within a second or two and the stall timeout (30 s) is far off.
+    let mut stages = Vec::new();
+    while stages.last() != Some(&RequestStage::Queueing) {
+        assert!(
+            stages.len() < 100,
+            "no request ever waited for room: {stages:?}"
+        );
+        let deadline = Duration::from_millis(100);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            deaf.request_with("host/echo", None, deadline, None),
+        )
+        .await
+        .expect("a request to a deaf host must end at its deadline");
+        match outcome {
+            Err(RequestError::Timeout { after, stage, .. }) if after == deadline => {
+                stages.push(stage);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(30), deaf.stop())
         .await
         .expect("stop() must finish");
-    assert_eq!(deaf.state(), S::Stopped);
+    let status = deaf.status();
+    assert_eq!(status.state, S::Stopped);
+    assert!(
+        matches!(
+            status.reason,
+            Reason::Stopped {
+                how: StopOutcome::Terminated
+            }
+        ),
+        "a shutdown message that cannot be queued must not count as graceful: {}",
+        status.reason
+    );
 }
 
 /// Answers every request with 64 KiB of text, counting the requests it was given.
@@ -260,8 +286,16 @@ async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
         taken < REQUESTS / 4,
         "the supervisor kept answering a peer that reads nothing: {taken}"
     );
+    // The sender ends once our end of the socket is gone. Joined off the runtime's thread: the
+    // reader task that drops our end must be free to run meanwhile.
     drop(theirs);
-    sender.join().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || sender.join().unwrap()),
+    )
+    .await
+    .expect("the disconnected peer's writes fail")
+    .unwrap();
 }
 
 /// Positive control: a peer that reads slowly but steadily is never cut off, even when reading
