@@ -34,3 +34,6 @@ pub use inbound::MAX_METHOD_LEN;
 pub use listener::{PrivateListener, SocketError, ensure_private_dir};
 pub use peer::Peer;
 pub use transport::{ReadError, Transport, WriteError};
+
+#[cfg(test)]
+mod tests;
