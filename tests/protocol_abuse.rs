@@ -134,7 +134,7 @@ async fn frame_level_errors_end_only_the_offending_connection() {
 
 /// A host that stops reading fills the supervisor's outbound queue with the answers it does not
 /// read. A request to it must still end at its deadline, which covers the wait for room in the
-/// queue (the request is never sent, so no cancel follows it), and stop() must end too: the
+/// queue (the request is never sent, so no cancel follows it), and `stop()` must end too: the
 /// shutdown message cannot be queued either, so the host is terminated after the grace period.
 #[tokio::test]
 async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
