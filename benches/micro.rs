@@ -10,15 +10,15 @@ use std::path::Path;
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dscode_extension_host::ipc::codec::{decode_body, encode_message};
-use dscode_extension_host::ipc::{DEFAULT_MAX_FRAME, Message, MessageCodec};
 use dscode_extension_host::paths::PathValidator;
 use dscode_extension_host::permissions::{
     ExtensionPermissions, Grant, Permission, PermissionRequest, ScopeRoot,
 };
 use dscode_extension_host::ratelimit::{ApiFamily, RateLimitConfig, RateLimiter};
+use dscode_extension_host::wire::{
+    DEFAULT_MAX_FRAME, Message, MessageCodec, decode_body, encode_message,
+};
 use serde_json::value::RawValue;
-use tokio_util::codec::Decoder;
 
 fn request(payload_bytes: usize) -> Message {
     let params = format!(

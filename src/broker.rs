@@ -21,15 +21,15 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::ipc::message::{ErrorCode, ErrorObject, to_raw};
-use crate::ipc::{HandlerFuture, IncomingRequest, RequestHandler};
 use crate::paths::{FileKind, PathError, PathValidator, ResolvedPath, RootKind, WriteMode};
 use crate::permissions::{
     ExtensionPermissions, Permission, PermissionDenied, PermissionPolicy, PermissionRequest,
     ScopeRoot,
 };
 use crate::ratelimit::{ApiFamily, RateLimitConfig, RateLimited, RateLimiter};
+use crate::rpc::{HandlerFuture, IncomingRequest, RequestHandler};
 use crate::secrets::{Secret, SecretError, SecretStorage};
+use crate::wire::{ErrorCode, ErrorObject, to_raw};
 
 /// Refuses every host API call with `PermissionDenied`.
 #[derive(Debug, Default, Clone, Copy)]

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::broker::Broker;
-use crate::ipc::message::{ErrorCode, ErrorObject, to_raw};
-use crate::ipc::{
-    Connection, ConnectionConfig, HandlerFuture, IncomingRequest, PrivateListener, RequestHandler,
-};
 use crate::lifecycle::{ExtensionHostManager, ExtensionHostState, HostHandle};
 use crate::process::Containment;
+use crate::rpc::{
+    HandlerFuture, IncomingRequest, Peer, PeerConfig, PrivateListener, RequestHandler,
+};
+use crate::wire::{ErrorCode, ErrorObject, to_raw};
 
 /// One host, as `status` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,15 +228,15 @@ pub async fn serve(listener: PrivateListener, handler: ControlHandler) {
     loop {
         match listener.accept().await {
             Ok((stream, uid)) => {
-                let (connection, mut events) = Connection::new(
+                let (connection, mut events) = Peer::new(
                     stream,
                     format!("control client uid {uid}"),
-                    ConnectionConfig::default(),
+                    PeerConfig::default(),
                     Arc::new(handler.clone()),
                 );
                 // Each client lives as long as it keeps its end open.
                 tokio::spawn(async move {
-                    while events.messages.recv().await.is_some() {}
+                    while events.recv().await.is_some() {}
                     connection.closed().await;
                 });
             }

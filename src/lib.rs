@@ -3,11 +3,17 @@
 //!
 //! # Layout
 //!
-//! - [`ipc`]: the wire protocol. [`ipc::codec`] frames (4-byte big-endian length, JSON body,
-//!   size checked before allocating) and sorts bad input into frame-level and message-level
-//!   errors; [`ipc::message`] is the typed envelope with free-form parts kept as raw JSON;
-//!   [`ipc::connection`] correlates requests in both directions with timeouts and cancellation;
-//!   [`ipc::listener`] is the private, peer-checked socket for control clients.
+//! - [`wire`]: the bytes and the envelope, with no I/O. [`wire::MessageCodec`] frames (4-byte
+//!   big-endian length, JSON body, size checked before allocating, an explicit decode state)
+//!   and sorts bad input into frame-level and message-level errors, named as the conformance
+//!   vectors name them ([`wire::DecodeErrorKind`]); [`wire::Message`] is the typed envelope,
+//!   with the per-type id rules part of the type and free-form parts kept as raw JSON.
+//! - [`rpc`]: the conversation. [`rpc::Peer`] is the cloneable handle that makes requests (with
+//!   a deadline and cancellation) and notifications; behind it, a table of our pending requests,
+//!   the peer's requests in flight (capped, duplicate ids refused), a byte-bounded outbox with
+//!   its writer task, and a reader task that dispatches what arrives. [`rpc::Transport`] is the
+//!   framed socket for the handshake before that; [`rpc::PrivateListener`] is the private,
+//!   peer-checked socket for control clients, [`rpc::IpcManager`] its client.
 //! - [`lifecycle`]: keeping hosts alive. [`lifecycle::state`] is the pure transition table,
 //!   [`lifecycle::backoff`] the pure restart budget; a task per host (private `job` module) owns
 //!   the child and reacts to exits, hangs and control messages; [`lifecycle::HostHandle`] and
@@ -30,22 +36,27 @@
 //!
 //! [`lifecycle::HostHandle::start`] sends a message to the host's task, which spawns the host:
 //! a shim process that unshares a PID namespace and forks the real host as its PID 1, with one
-//! end of a socketpair at fd 3. The host sends a `handshake`; the task answers with the
-//! authoritative extension id and settings, wraps the socket in an [`ipc::Connection`], and sends
-//! the request `extension/activate`. Its answer (the registered commands) makes the host Running.
+//! end of a socketpair at fd 3. The task frames its end as an [`rpc::Transport`] and reads the
+//! host's `handshake`; it answers with the authoritative extension id and settings, hands the
+//! transport to [`rpc::Peer::start`], and sends the request `extension/activate`. Its answer
+//! (the registered commands) makes the host Running.
 //!
-//! A call such as [`lifecycle::HostHandle::execute_command`] encodes a `request` with a fresh id,
-//! records a one-shot waiter under that id, and queues the frame for the connection's writer task.
-//! The host runs the command and writes a `response` with the same id; the connection's reader
-//! task decodes the frame and completes the waiter. If the deadline passes or the caller drops
-//! the future first, the waiter is removed and the host is sent a `cancel`, which aborts the
-//! extension's cancellation token; a late answer is then ignored.
+//! A call such as [`lifecycle::HostHandle::execute_command`] takes a fresh id and a one-shot
+//! waiter for it from the peer's pending table in one step, encodes a `request` with that id
+//! ([`wire::encode_message`], straight into the frame buffer), and queues the frame in the
+//! outbox, waiting for room if the host is slow to read; the writer task drains the outbox into
+//! the socket. The host runs the command and writes a `response` with the same id; the reader
+//! task decodes the frame ([`wire::MessageCodec`]) and completes the waiter. If the deadline
+//! passes or the caller drops the future first, the waiter is removed and, if the request had
+//! left the outbox, the host is sent a `cancel`, which aborts the extension's cancellation
+//! token; a late answer is then ignored.
 //!
-//! Requests the host makes (`fs/readFile`, ...) arrive on the same connection; each runs in a
-//! task of its own and goes to the broker with the caller's identity taken from the connection,
-//! never from the message. Heartbeats from the host's event loop reset a deadline in the host's
-//! task; when the deadline passes, or the process exits, the task records why, kills the
-//! process group, and restarts with backoff until the restart budget is spent.
+//! Requests the host makes (`fs/readFile`, ...) arrive on the same connection; each is admitted
+//! (at most `max_incoming` in flight, beyond that `Busy`; an id already in flight is refused),
+//! runs in a task of its own and goes to the broker with the caller's identity taken from the
+//! connection, never from the message. Heartbeats from the host's event loop reset a deadline in
+//! the host's task; when the deadline passes, or the process exits, the task records why, kills
+//! the process group, and restarts with backoff until the restart budget is spent.
 
 #![deny(unsafe_code)]
 
@@ -53,15 +64,16 @@ pub mod broker;
 pub mod config;
 pub mod control;
 pub mod extension;
-pub mod ipc;
 pub mod lifecycle;
 pub mod paths;
 pub mod permissions;
 pub mod process;
 pub mod ratelimit;
+pub mod rpc;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod wire;
 
 /// The README's code blocks, compiled as doc tests so the embedding example cannot rot.
 #[cfg(doctest)]

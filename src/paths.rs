@@ -55,7 +55,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
-use crate::ipc::message::ErrorCode;
+use crate::wire::ErrorCode;
 
 /// Longest input accepted, before decoding; far above any real path, it bounds the work a single
 /// request can cause.

@@ -5,9 +5,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::extension::{Manifest, ManifestError};
-use crate::ipc::listener::{SocketError, ensure_private_dir};
 use crate::lifecycle::{HostOptions, HostSpec};
 use crate::process::HostCommand;
+use crate::rpc::{SocketError, ensure_private_dir};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));

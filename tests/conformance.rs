@@ -3,13 +3,11 @@
 //! `message.schema.json`. node-host runs the same vectors (`node-host/test/`).
 
 use bytes::BytesMut;
-use dscode_extension_host::ipc::MessageCodec;
-use dscode_extension_host::ipc::codec::encode_message;
-use dscode_extension_host::ipc::message::{
-    ErrorCode, ErrorObject, Handshake, HandshakeSecrets, HostConfig, Message, raw_null, to_raw,
+use dscode_extension_host::wire::{
+    DecodeErrorKind, ErrorCode, ErrorObject, Handshake, HandshakeSecrets, HostConfig, Kind,
+    Message, MessageCodec, encode_message, raw_null, to_raw,
 };
 use serde::Deserialize;
-use tokio_util::codec::Decoder;
 
 const DEFAULT_MAX: usize = 1 << 20;
 
@@ -18,10 +16,11 @@ const DEFAULT_MAX: usize = 1 << 20;
 struct Vector {
     name: String,
     file: String,
+    /// `ok`, or the error kind the vector must fail with.
     expect: String,
     max_frame: Option<usize>,
     #[serde(rename = "type")]
-    kind: Option<String>,
+    kind: Option<Kind>,
     id: Option<u64>,
 }
 
@@ -30,19 +29,19 @@ fn schema_dir() -> std::path::PathBuf {
 }
 
 /// Decodes a whole byte stream as a connection would: frames until EOF.
-fn decode_stream(bytes: &[u8], max: usize) -> Result<Message, &'static str> {
+fn decode_stream(bytes: &[u8], max: usize) -> Result<Message, Option<DecodeErrorKind>> {
     let mut codec = MessageCodec::new(max);
     let mut buf = BytesMut::from(bytes);
     let item = match codec.decode(&mut buf) {
         Ok(Some(item)) => item,
         Ok(None) => match codec.decode_eof(&mut buf) {
             Ok(Some(item)) => item,
-            Ok(None) => return Err("empty"),
-            Err(err) => return Err(err.kind()),
+            Ok(None) => return Err(None),
+            Err(err) => return Err(Some(err.kind())),
         },
-        Err(err) => return Err(err.kind()),
+        Err(err) => return Err(Some(err.kind())),
     };
-    item.map_err(|err| err.kind())
+    item.map_err(|err| Some(err.kind()))
 }
 
 #[test]
@@ -56,10 +55,8 @@ fn every_vector_decodes_as_the_index_says() {
         let bytes = std::fs::read(schema_dir().join("vectors").join(&vector.file)).unwrap();
         let got = decode_stream(&bytes, vector.max_frame.unwrap_or(DEFAULT_MAX));
         let ok = match (&got, vector.expect.as_str()) {
-            (Ok(message), "ok") => {
-                Some(message.type_name()) == vector.kind.as_deref() && message.id() == vector.id
-            }
-            (Err(kind), expected) => *kind == expected,
+            (Ok(message), "ok") => Some(message.kind()) == vector.kind && message.id() == vector.id,
+            (Err(Some(kind)), expected) => kind.as_str() == expected,
             _ => false,
         };
         if !ok {
@@ -69,7 +66,7 @@ fn every_vector_decodes_as_the_index_says() {
                 vector.expect,
                 vector.kind,
                 vector.id,
-                got.map(|m| (m.type_name(), m.id()))
+                got.map(|m| (m.kind(), m.id()))
             ));
         }
     }

@@ -203,7 +203,7 @@ async fn a_missing_runtime_is_a_clear_error_and_no_retry() {
     spec.command.program = "/nonexistent/node".into();
     let host = dscode_extension_host::lifecycle::HostHandle::spawn(
         spec,
-        std::sync::Arc::new(dscode_extension_host::ipc::NoMethods),
+        std::sync::Arc::new(dscode_extension_host::rpc::NoMethods),
     );
     let err = host.start().await.unwrap_err();
     let text = err.to_string();

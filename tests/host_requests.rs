@@ -5,9 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, example, fast, fixture, json, raw};
-use dscode_extension_host::ipc::{ErrorCode, RequestError};
 use dscode_extension_host::lifecycle::ExtensionHostState;
 use dscode_extension_host::process::Containment;
+use dscode_extension_host::rpc::{RequestError, RequestStage};
+use dscode_extension_host::wire::ErrorCode;
 
 #[tokio::test]
 async fn handshake_activation_and_a_command_round_trip() {
@@ -111,12 +112,17 @@ async fn a_slow_command_does_not_delay_a_fast_one() {
     host.stop().await;
 }
 
+/// A request that outlives its deadline fails with `Timeout`, the host is told to cancel it, and
+/// the answer the host sends anyway is dropped: it reaches no other caller and costs the
+/// connection nothing. The host's gate answers only when opened, and `faulty.openGate` answers
+/// only after the gate's late answer was written, so when its answer is back the late one has
+/// been read: no sleeps, no guessing when it arrives.
 #[tokio::test]
 async fn a_request_that_outlives_its_timeout_errors_and_the_late_reply_is_ignored() {
     let env = Env::new();
     let host = env.host(&fixture("faulty"), fast());
     host.start().await.unwrap();
-    let params = raw(r#"{"command":"faulty.slow","args":[400]}"#);
+    let params = raw(r#"{"command":"faulty.gate","args":[]}"#);
     let err = host
         .request_with(
             "command/execute",
@@ -126,24 +132,43 @@ async fn a_request_that_outlives_its_timeout_errors_and_the_late_reply_is_ignore
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, RequestError::Timeout { .. }), "{err}");
-    // The late answer arrives while we make more requests; they are unaffected.
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            json(
-                &host
-                    .execute_command("faulty.fast", &raw("[]"))
-                    .await
-                    .unwrap()
-            ),
-            "fast"
-        );
-    }
+    assert!(
+        matches!(
+            err,
+            RequestError::Timeout {
+                stage: RequestStage::AwaitingAnswer,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The cancel left before this request, so the gate's token has fired by the time it runs.
+    let opened = host
+        .execute_command("faulty.openGate", &raw("[]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        json(&opened),
+        serde_json::json!({"opened": true, "gateWasCancelled": true}),
+        "the late answer went to another caller, or the host was never told to cancel"
+    );
+    // The late answer cost the connection nothing.
+    assert_eq!(
+        json(
+            &host
+                .execute_command("faulty.fast", &raw("[]"))
+                .await
+                .unwrap()
+        ),
+        "fast"
+    );
     assert_eq!(host.state(), ExtensionHostState::Running);
     host.stop().await;
 }
 
+/// Cancelling a request reaches the extension's cancellation token. The host says when the
+/// command is running, so the cancel cannot overtake it, and the cancel leaves before the
+/// question that checks it, so the answer is final: no sleeps, no polling.
 #[tokio::test]
 async fn cancelling_a_request_reaches_the_extensions_token() {
     let env = Env::new();
@@ -173,26 +198,37 @@ async fn cancelling_a_request_reaches_the_extensions_token() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        json(
+            &host
+                .execute_command("faulty.whenCancellableStarted", &raw("[]"))
+                .await
+                .unwrap()
+        ),
+        true
+    );
     token.cancel();
     let err = call.await.unwrap().unwrap_err();
-    assert!(matches!(err, RequestError::Cancelled { .. }), "{err}");
-    // The extension saw the cancellation through its token.
-    let mut seen = false;
-    for _ in 0..50 {
-        if json(
+    assert!(
+        matches!(
+            err,
+            RequestError::Cancelled {
+                stage: RequestStage::AwaitingAnswer,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        json(
             &host
                 .execute_command("faulty.wasCancelled", &raw("[]"))
                 .await
-                .unwrap(),
-        ) == true
-        {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(seen, "the extension never saw the cancellation");
+                .unwrap()
+        ),
+        true,
+        "the extension never saw the cancellation"
+    );
     host.stop().await;
 }
 

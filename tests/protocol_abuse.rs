@@ -132,43 +132,69 @@ async fn frame_level_errors_end_only_the_offending_connection() {
     }
 }
 
+/// A host that stops reading fills the supervisor's outbound queue with the answers it does not
+/// read. A request to it must still end at its deadline, which covers the wait for room in the
+/// queue (the request is never sent, so no cancel follows it), and `stop()` must end too: the
+/// shutdown message cannot be queued either, so the host is terminated after the grace period.
 #[tokio::test]
 async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
+    use dscode_extension_host::lifecycle::StopOutcome;
+    use dscode_extension_host::rpc::{RequestError, RequestStage};
+
     let manager = ExtensionHostManager::new(Arc::new(DenyAll));
     let mut spec = rogue("deaf");
     // Long enough that only the request deadline and stop() are under test, not hang detection.
-    spec.options.heartbeat_timeout = std::time::Duration::from_secs(300);
+    spec.options.heartbeat_timeout = Duration::from_secs(300);
     let deaf = manager.add(spec).unwrap();
     deaf.start().await.unwrap();
-    // Let the flood fill the socket buffers and the supervisor's outbound queue.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let outcome = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        deaf.request_with("host/echo", None, std::time::Duration::from_secs(1), None),
-    )
-    .await
-    .expect("a request to a deaf host must end at its deadline");
-    assert!(
-        matches!(
-            outcome,
-            Err(dscode_extension_host::ipc::RequestError::Timeout { .. })
-        ),
-        "{outcome:?}"
-    );
-    tokio::time::timeout(std::time::Duration::from_secs(30), deaf.stop())
+    // Requests are queued (and time out waiting for an answer) until the flood's denials fill
+    // the queue; from then on one waits for room, and its deadline must end that wait too. The
+    // queue fills within a second or two and the stall timeout (30 s) is far off.
+    let mut stages = Vec::new();
+    while stages.last() != Some(&RequestStage::Queueing) {
+        assert!(
+            stages.len() < 100,
+            "no request ever waited for room: {stages:?}"
+        );
+        let deadline = Duration::from_millis(100);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            deaf.request_with("host/echo", None, deadline, None),
+        )
+        .await
+        .expect("a request to a deaf host must end at its deadline");
+        match outcome {
+            Err(RequestError::Timeout { after, stage, .. }) if after == deadline => {
+                stages.push(stage);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(30), deaf.stop())
         .await
         .expect("stop() must finish");
-    assert_eq!(deaf.state(), S::Stopped);
+    let status = deaf.status();
+    assert_eq!(status.state, S::Stopped);
+    assert!(
+        matches!(
+            status.reason,
+            Reason::Stopped {
+                how: StopOutcome::Terminated
+            }
+        ),
+        "a shutdown message that cannot be queued must not count as graceful: {}",
+        status.reason
+    );
 }
 
 /// Answers every request with 64 KiB of text, counting the requests it was given.
 struct BigAnswers(Arc<std::sync::atomic::AtomicUsize>);
 
-impl dscode_extension_host::ipc::RequestHandler for BigAnswers {
+impl dscode_extension_host::rpc::RequestHandler for BigAnswers {
     fn handle(
         &self,
-        _request: dscode_extension_host::ipc::IncomingRequest,
-    ) -> dscode_extension_host::ipc::HandlerFuture {
+        _request: dscode_extension_host::rpc::IncomingRequest,
+    ) -> dscode_extension_host::rpc::HandlerFuture {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async { Ok(raw(&format!("\"{}\"", "x".repeat(64 * 1024)))) })
     }
@@ -196,15 +222,15 @@ fn send_requests(
 }
 
 fn connection_to_peer(
-    config: dscode_extension_host::ipc::ConnectionConfig,
+    config: dscode_extension_host::rpc::PeerConfig,
 ) -> (
-    dscode_extension_host::ipc::Connection,
+    dscode_extension_host::rpc::Peer,
     std::os::unix::net::UnixStream,
     Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
     let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (connection, _events) = dscode_extension_host::ipc::Connection::new(
+    let (connection, _events) = dscode_extension_host::rpc::Peer::new(
         ours,
         "peer",
         config,
@@ -220,16 +246,16 @@ fn connection_to_peer(
 /// and is disconnected once it has read nothing for the stall timeout.
 #[tokio::test]
 async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
-    use dscode_extension_host::ipc::{CloseReason, ConnectionConfig};
+    use dscode_extension_host::rpc::{CloseReason, PeerConfig};
     use std::sync::atomic::Ordering;
 
     const REQUESTS: usize = 2000; // 125 MiB of answers if all were kept
     const BUDGET: usize = 1024 * 1024;
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: BUDGET,
         max_incoming: 64,
         stall_timeout: Duration::from_secs(1),
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
     let sender = send_requests(&theirs, REQUESTS);
@@ -246,7 +272,7 @@ async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
     .await
     .expect("a peer that reads nothing is disconnected");
     assert!(
-        matches!(closed, CloseReason::Stalled(after) if after == Duration::from_secs(1)),
+        matches!(closed, CloseReason::Stalled { after } if after == Duration::from_secs(1)),
         "{closed}"
     );
     assert!(
@@ -260,22 +286,30 @@ async fn a_peer_that_never_reads_is_bounded_and_then_disconnected() {
         taken < REQUESTS / 4,
         "the supervisor kept answering a peer that reads nothing: {taken}"
     );
+    // The sender ends once our end of the socket is gone. Joined off the runtime's thread: the
+    // reader task that drops our end must be free to run meanwhile.
     drop(theirs);
-    sender.join().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || sender.join().unwrap()),
+    )
+    .await
+    .expect("the disconnected peer's writes fail")
+    .unwrap();
 }
 
 /// Positive control: a peer that reads slowly but steadily is never cut off, even when reading
 /// everything takes far longer than the stall timeout, and gets every answer.
 #[tokio::test]
 async fn a_slow_reader_gets_every_answer() {
-    use dscode_extension_host::ipc::ConnectionConfig;
+    use dscode_extension_host::rpc::PeerConfig;
     use std::io::Read;
 
     const REQUESTS: usize = 200;
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: 256 * 1024,
         stall_timeout: Duration::from_secs(2),
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
     let sender = send_requests(&theirs, REQUESTS);
@@ -313,12 +347,12 @@ async fn a_slow_reader_gets_every_answer() {
 /// peer is not sent a cancel for it; one that was queued is cancelled.
 #[tokio::test]
 async fn only_requests_the_peer_saw_are_cancelled() {
-    use dscode_extension_host::ipc::ConnectionConfig;
+    use dscode_extension_host::rpc::PeerConfig;
     use std::io::Read;
 
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: 64 * 1024,
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, _handled) = connection_to_peer(config);
     // Far more than the socket buffer and the queue take while the peer is not reading.
@@ -336,7 +370,7 @@ async fn only_requests_the_peer_saw_are_cancelled() {
         assert!(
             matches!(
                 outcome,
-                Err(dscode_extension_host::ipc::RequestError::Timeout { .. })
+                Err(dscode_extension_host::rpc::RequestError::Timeout { .. })
             ),
             "{outcome:?}"
         );
@@ -398,13 +432,13 @@ async fn only_requests_the_peer_saw_are_cancelled() {
 /// gets through.
 #[tokio::test]
 async fn an_answer_behind_refused_requests_gets_through_a_full_queue() {
-    use dscode_extension_host::ipc::ConnectionConfig;
+    use dscode_extension_host::rpc::PeerConfig;
     use std::io::Write;
 
-    let config = ConnectionConfig {
+    let config = PeerConfig {
         max_queued_bytes: 4096,
         max_incoming: 2,
-        ..ConnectionConfig::default()
+        ..PeerConfig::default()
     };
     let (connection, theirs, handled) = connection_to_peer(config);
     let ping = {

@@ -1301,7 +1301,7 @@ async fn a_missing_bwrap_is_sandbox_unavailable_and_landlock_still_works() {
     missing.bwrap = PathBuf::from("/nonexistent/bwrap");
     let mut spec = env.spec(&common::example("hello"), fast());
     spec.sandbox = SandboxSpec::new(Profile::load("strict").unwrap(), missing.clone());
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     let err = host.start().await.unwrap_err().to_string();
     assert!(
         err.contains("sandbox unavailable")
@@ -1317,7 +1317,7 @@ async fn a_missing_bwrap_is_sandbox_unavailable_and_landlock_still_works() {
 
     let mut spec = env.spec(&common::example("hello"), fast());
     spec.sandbox = SandboxSpec::new(Profile::load("default").unwrap(), missing);
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     host.start().await.expect("landlock needs no bwrap");
     assert_eq!(host.status().sandbox.unwrap().backend, Backend::Landlock);
     host.stop().await;
@@ -1331,7 +1331,7 @@ async fn a_stage_that_is_not_one_is_a_clear_error() {
     let mut bad = settings();
     bad.stage = Some(PathBuf::from("/bin/true"));
     spec.sandbox = SandboxSpec::new(Profile::load("default").unwrap(), bad);
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     let err = host.start().await.unwrap_err().to_string();
     assert!(err.contains("run_if_requested"), "{err}");
 }
@@ -1455,7 +1455,7 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     let file = src.join("a.txt").to_str().unwrap().to_owned();
     let host = HostHandle::spawn(
         env.spec(&common::fixture("api-client"), fast()),
-        Arc::new(dscode_extension_host::ipc::NoMethods),
+        Arc::new(dscode_extension_host::rpc::NoMethods),
     );
     let read_direct = || async {
         let args = raw(&json!([file]).to_string());
@@ -1575,7 +1575,7 @@ async fn no_host_runs_as_root_and_a_users_host_runs_as_the_user() {
     for backend in [Backend::Landlock, Backend::Bwrap, Backend::BwrapLandlock] {
         let mut spec = env.spec(&common::example("hello"), fast());
         spec.sandbox = profile(backend);
-        let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+        let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
         host.start().await.unwrap();
         let uids = host_uids(host.status().pid.unwrap());
         let expected = if root {
@@ -1593,7 +1593,7 @@ async fn no_host_runs_as_root_and_a_users_host_runs_as_the_user() {
     }
     let mut spec = env.spec(&common::example("hello"), fast());
     spec.sandbox = common::unsandboxed();
-    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::ipc::NoMethods));
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
     host.start().await.unwrap();
     let uids = host_uids(host.status().pid.unwrap());
     assert!(

@@ -4,9 +4,8 @@
 #![no_main]
 
 use bytes::BytesMut;
-use dscode_extension_host::ipc::codec::{MessageCodec, encode_message};
+use dscode_extension_host::wire::{MessageCodec, encode_message};
 use libfuzzer_sys::fuzz_target;
-use tokio_util::codec::Decoder;
 
 const MAX_FRAME: usize = 4096;
 

@@ -3,8 +3,7 @@
 //! round-trip through its serialized form.
 #![no_main]
 
-use dscode_extension_host::ipc::Message;
-use dscode_extension_host::ipc::codec::decode_body;
+use dscode_extension_host::wire::{DecodeErrorKind, Message, decode_body};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(err) => {
             let utf8 = std::str::from_utf8(data).is_ok();
-            assert_eq!(err.kind() == "invalid_utf8", !utf8, "{err}");
+            assert_eq!(err.kind() == DecodeErrorKind::InvalidUtf8, !utf8, "{err}");
         }
     }
 });

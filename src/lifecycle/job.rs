@@ -10,22 +10,20 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 
 use super::backoff::{Decision, RestartBudget};
 use super::options::HostSpec;
 use super::state::{ExtensionHostState, Reason, StateChange, StopOutcome, Trigger, transition};
-use crate::ipc::codec::encode_message;
-use crate::ipc::message::{Handshake, HandshakeSecrets, HostConfig, Message, PROTOCOL_VERSION};
-use crate::ipc::{Connection, Event, Events, MessageCodec, RequestError, RequestHandler};
 use crate::process::{Containment, Isolation, SpawnError, SpawnedHost, signal_host, spawn_host};
+use crate::rpc::{
+    Event, Events, Peer, ReadError, RequestError, RequestHandler, Transport, WriteError,
+};
 use crate::sandbox::{EnforcementReport, Layer};
+use crate::wire::{Handshake, HandshakeSecrets, HostConfig, Message, PROTOCOL_VERSION};
 
 /// A snapshot of a host, kept current by its job.
 #[derive(Debug, Clone)]
@@ -46,7 +44,7 @@ pub struct HostStatus {
     pub restarts: u32,
     /// Commands the extension registered.
     pub commands: Vec<String>,
-    pub(crate) connection: Option<Connection>,
+    pub(crate) connection: Option<Peer>,
 }
 
 /// What [`crate::lifecycle::HostHandle::set_direct_view`] did.
@@ -106,7 +104,7 @@ use crate::sandbox::view::FsGrants;
 /// A running process and, once the handshake is done, its connection.
 struct LiveHost {
     process: SpawnedHost,
-    connection: Option<(Connection, Events)>,
+    connection: Option<(Peer, Events)>,
     limits: LimitGuard,
 }
 
@@ -602,9 +600,7 @@ impl Job {
             status.sandbox = Some(report);
         });
         let stream = process.ipc.take().expect("a fresh host has its socket");
-        let (read, write) = stream.into_split();
-        let mut frames =
-            FramedRead::new(read, MessageCodec::new(self.spec.options.max_frame_bytes));
+        let mut transport = Transport::new(stream, self.spec.options.max_frame_bytes);
         let handshake = {
             let spec = Arc::clone(&self.spec);
             let child = &mut process.child;
@@ -612,7 +608,7 @@ impl Job {
             let exchange = async {
                 tokio::select! {
                     status = child.wait() => Err(HandshakeOutcome::Exited(status.ok())),
-                    result = tokio::time::timeout(timeout, handshake(&spec, &mut frames, &write)) => match result {
+                    result = tokio::time::timeout(timeout, handshake(&spec, &mut transport)) => match result {
                         Ok(result) => result,
                         Err(_) => Err(HandshakeOutcome::Failed(format!("no handshake within {} ms", timeout.as_millis()), true)),
                     },
@@ -662,19 +658,13 @@ impl Job {
                 return sandbox_unavailable(message, Some(host));
             }
         }
-        self.activate(host, frames, write).await
+        self.activate(host, transport).await
     }
 
     /// Starts the connection and asks the host to activate its extension.
-    async fn activate(
-        &mut self,
-        mut host: LiveHost,
-        frames: FramedRead<OwnedReadHalf, MessageCodec>,
-        write: OwnedWriteHalf,
-    ) -> Step {
-        let (connection, events) = Connection::spawn(
-            frames,
-            write,
+    async fn activate(&mut self, mut host: LiveHost, transport: Transport) -> Step {
+        let (connection, events) = Peer::start(
+            transport,
             self.spec.id.as_str(),
             self.spec.options.connection_config(),
             Arc::clone(&self.broker),
@@ -688,7 +678,7 @@ impl Job {
             self.interruptible(async move {
                 tokio::select! {
                     status = child.wait() => Err(Ok(status.ok())),
-                    result = connection.request_with("extension/activate", Some(crate::ipc::message::to_raw(&serde_json::json!({})).expect("static json")), timeout, None) => result.map_err(Err),
+                    result = connection.request_with("extension/activate", Some(crate::wire::to_raw(&serde_json::json!({})).expect("static json")), timeout, None) => result.map_err(Err),
                 }
             })
             .await
@@ -700,7 +690,7 @@ impl Job {
                 Step::Fail(Failure::retry(exited(&mut host, status).await), Some(host))
             }
             Ok(Err(Err(err))) => {
-                let exit = if matches!(err, RequestError::Closed(_)) {
+                let exit = if matches!(err, RequestError::Closed { .. }) {
                     exit_soon(&mut host).await
                 } else {
                     None
@@ -708,7 +698,7 @@ impl Job {
                 let reason = match exit {
                     Some(exit) => exit,
                     None => Reason::ActivationFailed {
-                        message: err.to_string(),
+                        message: error_chain(&err),
                         output: host.process.output.snapshot(),
                     },
                 };
@@ -741,7 +731,7 @@ impl Job {
             .as_mut()
             .expect("a running host is connected");
         let connection = connection.clone();
-        let mut heartbeats = events.heartbeats.clone();
+        let mut heartbeats = events.heartbeats();
         let mut last_beat = Instant::now();
         let deadline = tokio::time::sleep_until(last_beat + timeout);
         tokio::pin!(deadline);
@@ -755,7 +745,7 @@ impl Job {
         limit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_check = Instant::now();
         loop {
-            let events = &mut host.connection.as_mut().expect("connected").1.messages;
+            let events = &mut host.connection.as_mut().expect("connected").1;
             let over = tokio::select! {
                 _ = limit_tick.tick(), if ticking => host.limits.exceeded(Look::Scheduled),
                 status = host.process.child.wait() => {
@@ -763,7 +753,7 @@ impl Job {
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
                 }
                 changed = heartbeats.changed(), if beats_open => {
-                    if changed.is_ok() {
+                    if changed.is_some() {
                         last_beat = Instant::now();
                         deadline.as_mut().reset(last_beat + timeout);
                     } else {
@@ -796,7 +786,7 @@ impl Job {
                 closed = connection.closed() => {
                     let reason = match exit_soon(&mut host).await {
                         Some(exit) => exit,
-                        None => Reason::ConnectionLost { message: closed.to_string() },
+                        None => Reason::ConnectionLost { message: error_chain(&closed) },
                     };
                     return Step::Fail(Failure { reason, retryable: true, healthy_for: Some(running_since.elapsed()) }, Some(host));
                 }
@@ -889,7 +879,7 @@ impl Job {
                 other => tracing::debug!(extension = %id, method = other, "ignored notification"),
             },
             Event::Unexpected(message) => {
-                tracing::warn!(extension = %id, kind = message.type_name(), "host sent a message only the supervisor may send; ignored");
+                tracing::warn!(extension = %id, kind = %message.kind(), "host sent a message only the supervisor may send; ignored");
             }
         }
     }
@@ -1031,26 +1021,25 @@ enum HandshakeOutcome {
 }
 
 /// Reads the host's handshake and answers with the authoritative identity and config.
-async fn handshake(
-    spec: &HostSpec,
-    frames: &mut FramedRead<OwnedReadHalf, MessageCodec>,
-    write: &OwnedWriteHalf,
-) -> Result<(), HandshakeOutcome> {
+async fn handshake(spec: &HostSpec, transport: &mut Transport) -> Result<(), HandshakeOutcome> {
     let failed = |message: String| HandshakeOutcome::Failed(message, true);
-    let first = match frames.next().await {
-        None => {
+    let first = match transport.read_message().await {
+        Ok(None) => {
             return Err(failed(
                 "host closed the connection before its handshake".into(),
             ));
         }
-        Some(Err(err)) => return Err(failed(err.to_string())),
-        Some(Ok(Err(err))) => return Err(failed(format!("malformed handshake: {err}"))),
-        Some(Ok(Ok(message))) => message,
+        Err(ReadError::Message(err)) => {
+            return Err(failed(format!("malformed handshake: {err}")));
+        }
+        Err(ReadError::Frame(err)) => return Err(failed(err.to_string())),
+        Err(err) => return Err(failed(error_chain(&err))),
+        Ok(Some(message)) => message,
     };
     let Message::Handshake(hello) = first else {
         return Err(failed(format!(
             "expected a handshake, got a {}",
-            first.type_name()
+            first.kind()
         )));
     };
     if hello.protocol_version != PROTOCOL_VERSION {
@@ -1083,12 +1072,13 @@ async fn handshake(
             secrets,
         }),
     });
-    let mut buf = bytes::BytesMut::new();
-    encode_message(&reply, options.max_frame_bytes, &mut buf)
-        .map_err(|err| failed(err.to_string()))?;
-    write_all(write, &buf)
+    transport
+        .write_message(&reply)
         .await
-        .map_err(|err| failed(format!("could not send handshake: {err}")))
+        .map_err(|err| match err {
+            WriteError::Encode(err) => failed(err.to_string()),
+            WriteError::Io(err) => failed(format!("could not send handshake: {err}")),
+        })
 }
 
 /// Reads the secrets a host is configured to receive. A missing one fails the start for good:
@@ -1123,18 +1113,6 @@ async fn handshake_secrets(spec: &HostSpec) -> Result<Option<HandshakeSecrets>, 
         }
     }
     Ok(Some(secrets))
-}
-
-async fn write_all(write: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        write.writable().await?;
-        match write.try_write(buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
 }
 
 fn parse_commands(result: &RawValue) -> Result<Vec<String>, String> {

@@ -11,8 +11,8 @@ use super::job::{Control, HostStatus, Job, StartError, ViewChange};
 use super::options::HostSpec;
 use super::state::{ExtensionHostState, StateChange};
 use crate::broker::DenyAll;
-use crate::ipc::message::ErrorCode;
-use crate::ipc::{Connection, ErrorObject, RequestError, RequestHandler};
+use crate::rpc::{Peer, RequestError, RequestHandler};
+use crate::wire::{ErrorCode, ErrorObject};
 
 /// A cloneable handle to one supervised host. Every method sends a message to the host's task;
 /// none of them blocks on the others.
@@ -150,7 +150,7 @@ impl HostHandle {
         status.borrow().state
     }
 
-    fn connection(&self) -> Result<Connection, RequestError> {
+    fn connection(&self) -> Result<Peer, RequestError> {
         self.status.borrow().connection.clone().ok_or_else(|| {
             RequestError::Remote(ErrorObject::new(
                 ErrorCode::NotRunning,

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::backoff::{RestartPolicy, millis};
-use crate::ipc::{ConnectionConfig, DEFAULT_MAX_FRAME};
 use crate::process::HostCommand;
+use crate::rpc::PeerConfig;
+use crate::wire::DEFAULT_MAX_FRAME;
 
 /// Timings and limits of one host. Every field has a default; config files set them in
 /// milliseconds (`heartbeat_interval_ms = 1000`).
@@ -63,12 +64,12 @@ impl Default for HostOptions {
 impl HostOptions {
     /// The connection settings these options imply.
     #[must_use]
-    pub fn connection_config(&self) -> ConnectionConfig {
-        ConnectionConfig {
+    pub fn connection_config(&self) -> PeerConfig {
+        PeerConfig {
             max_frame: self.max_frame_bytes,
             request_timeout: self.request_timeout,
             max_incoming: self.max_incoming_requests,
-            ..ConnectionConfig::default()
+            ..PeerConfig::default()
         }
     }
 }

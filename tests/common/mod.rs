@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dscode_extension_host::ipc::{NoMethods, RequestHandler};
 use dscode_extension_host::lifecycle::{
     ExtensionHostState, HostHandle, HostOptions, HostSpec, RestartPolicy, StateChange,
 };
+use dscode_extension_host::rpc::{NoMethods, RequestHandler};
 use dscode_extension_host::runtime::NodeRuntime;
 use dscode_extension_host::sandbox::{Profile, SandboxSettings, SandboxSpec};
 use serde_json::value::RawValue;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use dscode_extension_host::config::Config;
 use dscode_extension_host::control::ReloadReply;
-use dscode_extension_host::ipc::{IpcManager, NoMethods, RetryPolicy};
 use dscode_extension_host::permissions::{GrantsFile, PermissionRequest};
+use dscode_extension_host::rpc::{IpcManager, NoMethods, RetryPolicy};
 use dscode_extension_host::runtime::NodeRuntime;
 
 use crate::GrantArgs;
@@ -103,7 +103,10 @@ async fn reload(socket: Option<std::path::PathBuf>, config: &Config) {
                     }
                 }
             }
-            Err(err) => eprintln!("warning: the running supervisor did not apply it: {err}"),
+            Err(err) => eprintln!(
+                "warning: the running supervisor did not apply it: {:#}",
+                anyhow::Error::new(err)
+            ),
         },
         Err(_) => println!(
             "no supervisor is running at {}; it applies when one starts",

@@ -15,9 +15,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
 use dscode_extension_host::config::Config;
 use dscode_extension_host::control::{self, ControlHandler, ExecParams, StatusReply};
-use dscode_extension_host::ipc::{IpcManager, NoMethods, PrivateListener, RequestError};
 use dscode_extension_host::lifecycle::ExtensionHostManager;
 use dscode_extension_host::permissions::GrantsOnDisk;
+use dscode_extension_host::rpc::{IpcManager, NoMethods, PrivateListener, RequestError};
 use dscode_extension_host::runtime::{NodeRuntime, runtime_dir};
 use dscode_extension_host::secrets::SecretStorage;
 use serde_json::value::RawValue;
@@ -293,9 +293,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(
-    socket: Option<PathBuf>,
-) -> anyhow::Result<dscode_extension_host::ipc::Connection> {
+async fn connect(socket: Option<PathBuf>) -> anyhow::Result<dscode_extension_host::rpc::Peer> {
     let socket = match socket {
         Some(path) => path,
         None => default_socket()?,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use dscode_extension_host::ipc::{
-    Connection, ConnectionConfig, ErrorCode, ErrorObject, HandlerFuture, IncomingRequest,
-    NoMethods, RequestHandler,
+use dscode_extension_host::rpc::{
+    HandlerFuture, IncomingRequest, NoMethods, Peer, PeerConfig, RequestHandler,
 };
+use dscode_extension_host::wire::{ErrorCode, ErrorObject};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
@@ -24,7 +24,7 @@ pub fn command_params(command: &str, args: &RawValue) -> Box<RawValue> {
 
 /// The size on the wire (header included) of a `hello.echo` request carrying `args`.
 pub fn frame_bytes(args: &RawValue) -> anyhow::Result<usize> {
-    use dscode_extension_host::ipc::{Message, codec::encode_message};
+    use dscode_extension_host::wire::{Message, encode_message};
     let request = Message::Request {
         id: 1,
         method: "command/execute".to_owned(),
@@ -70,21 +70,21 @@ impl RequestHandler for EchoFirstArg {
 /// A client and an echo server in this process, joined by a socketpair, speaking the
 /// protocol with the crate's own connection code on both ends.
 pub struct RustFloor {
-    client: Connection,
-    _server: Connection,
+    client: Peer,
+    _server: Peer,
 }
 
 impl RustFloor {
     /// Connects the pair; `max_frame` as for a host.
     pub fn new(max_frame: usize) -> anyhow::Result<Self> {
         let (a, b) = tokio::net::UnixStream::pair().context("socketpair")?;
-        let config = ConnectionConfig {
+        let config = PeerConfig {
             max_frame,
             request_timeout: Duration::from_secs(60),
-            ..ConnectionConfig::default()
+            ..PeerConfig::default()
         };
-        let (client, _) = Connection::new(a, "floor-client", config.clone(), Arc::new(NoMethods));
-        let (server, _) = Connection::new(b, "floor-server", config, Arc::new(EchoFirstArg));
+        let (client, _) = Peer::new(a, "floor-client", config.clone(), Arc::new(NoMethods));
+        let (server, _) = Peer::new(b, "floor-server", config, Arc::new(EchoFirstArg));
         Ok(Self {
             client,
             _server: server,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use dscode_extension_host::ipc::NoMethods;
 use dscode_extension_host::lifecycle::{
     ExtensionHostManager, ExtensionHostState, HostHandle, HostOptions, HostSpec, RestartPolicy,
 };
+use dscode_extension_host::rpc::NoMethods;
 use dscode_extension_host::runtime::{EXAMPLE_EXTENSIONS, NodeRuntime, runtime_dir, write_tree};
 use dscode_extension_host::sandbox::{Backend, Profile, SandboxSettings, SandboxSpec};
 use serde_json::value::RawValue;

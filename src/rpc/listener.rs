@@ -1,26 +1,25 @@
-//! Path-based sockets: a listener in a private directory that admits only its own user, and a
-//! client that connects with bounded retries.
+//! The private control socket: a listener in a directory only its user can reach (mode 0700,
+//! checked), admitting only peers that run as the same user (`SO_PEERCRED`).
 //!
-//! Host connections never use these (they inherit a socketpair); the control socket of
+//! Host connections never use it (they inherit a socketpair); the control socket of
 //! `dscode-exthost run` does.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
-
-use super::connection::{Connection, ConnectionConfig, Events, RequestHandler};
 
 /// Why a private socket could not be set up or reached.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SocketError {
     /// The socket path has no parent directory.
-    #[error("socket path {0} has no parent directory")]
-    NoParent(PathBuf),
+    #[error("socket path {path} has no parent directory")]
+    NoParent {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The directory exists but others could reach into it.
     #[error(
         "socket directory {path} is not private (owner uid {owner}, mode {mode:o}); it must be owned by uid {uid} with mode 0700: remove it or choose another --socket path"
@@ -36,7 +35,7 @@ pub enum SocketError {
         uid: u32,
     },
     /// Creating, binding or connecting failed.
-    #[error("socket {path}: {source}")]
+    #[error("cannot use socket {path}")]
     Io {
         /// The path involved.
         path: PathBuf,
@@ -46,7 +45,7 @@ pub enum SocketError {
     },
     /// Every connection attempt failed.
     #[error(
-        "could not connect to {path} after {attempts} attempts ({source}); is `dscode-exthost run` running with this --socket?"
+        "could not connect to {path} after {attempts} attempts (is `dscode-exthost run` running with this --socket?)"
     )]
     Unreachable {
         /// The socket path.
@@ -59,7 +58,7 @@ pub enum SocketError {
     },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
+pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
     move |source| SocketError::Io {
         path: path.to_owned(),
         source,
@@ -70,7 +69,8 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
 /// private. A symlink in its place is refused (it is checked with `lstat`).
 ///
 /// # Errors
-/// [`SocketError::NotPrivate`] if someone else could reach sockets inside it.
+/// [`SocketError::NotPrivate`] if someone else could reach sockets inside it,
+/// [`SocketError::Io`] if it cannot be created or inspected.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), SocketError> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -99,7 +99,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), SocketError> {
 }
 
 /// A listener whose socket lives in a private directory and that admits only peers running as
-/// the same user.
+/// the same user. The socket file is removed when it is dropped.
 #[derive(Debug)]
 pub struct PrivateListener {
     listener: UnixListener,
@@ -116,7 +116,9 @@ impl PrivateListener {
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-            .ok_or_else(|| SocketError::NoParent(path.to_owned()))?;
+            .ok_or_else(|| SocketError::NoParent {
+                path: path.to_owned(),
+            })?;
         ensure_private_dir(dir)?;
         if std::fs::symlink_metadata(path).is_ok() {
             if UnixStream::connect(path).await.is_ok() {
@@ -142,7 +144,8 @@ impl PrivateListener {
         &self.path
     }
 
-    /// Waits for the next peer running as our user. Peers of other users are logged and dropped.
+    /// Waits for the next peer running as our user, and returns it with its uid. Peers of
+    /// other users are logged and dropped.
     ///
     /// # Errors
     /// Only for errors of the listening socket itself.
@@ -172,119 +175,9 @@ impl Drop for PrivateListener {
     }
 }
 
-/// How a client retries a connection to a socket that may not exist yet.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts in all, at least one.
-    pub attempts: u32,
-    /// Delay after the first failure; each later delay adds this much again (linear backoff).
-    pub step: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 10,
-            step: Duration::from_millis(50),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay after failed attempt number `attempt` (1-based).
-    #[must_use]
-    pub fn delay_after(&self, attempt: u32) -> Duration {
-        self.step * attempt
-    }
-}
-
-/// Opens client connections to path-based sockets (the seed's `IpcManager`).
-#[derive(Debug, Clone, Default)]
-pub struct IpcManager {
-    retry: RetryPolicy,
-    config: ConnectionConfig,
-}
-
-impl IpcManager {
-    /// A manager with the default retry policy and connection settings.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Uses `retry` for later connections.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Uses `config` for later connections.
-    #[must_use]
-    pub fn with_config(mut self, config: ConnectionConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Connects to `path`, retrying while the socket is missing or refuses, and starts a
-    /// [`Connection`] on it. Other errors (permission denied) fail at once.
-    ///
-    /// # Errors
-    /// [`SocketError::Unreachable`] after the last attempt.
-    pub async fn connect(
-        &self,
-        path: &Path,
-        handler: Arc<dyn RequestHandler>,
-    ) -> Result<(Connection, Events), SocketError> {
-        let attempts = self.retry.attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            match UnixStream::connect(path).await {
-                Ok(stream) => {
-                    return Ok(Connection::new(
-                        stream,
-                        format!("socket {}", path.display()),
-                        self.config.clone(),
-                        handler,
-                    ));
-                }
-                Err(err) if attempt < attempts && is_transient(&err) => {
-                    tokio::time::sleep(self.retry.delay_after(attempt)).await;
-                    attempt += 1;
-                }
-                Err(source) if is_transient(&source) => {
-                    return Err(SocketError::Unreachable {
-                        path: path.to_owned(),
-                        attempts,
-                        source,
-                    });
-                }
-                Err(source) => return Err(io_error(path)(source)),
-            }
-        }
-    }
-}
-
-fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn linear_backoff() {
-        let policy = RetryPolicy {
-            attempts: 3,
-            step: Duration::from_millis(10),
-        };
-        let delays: Vec<_> = (1..=3).map(|n| policy.delay_after(n).as_millis()).collect();
-        assert_eq!(delays, [10, 20, 30]);
-    }
 
     #[test]
     fn private_dir_is_created_0700_and_a_shared_one_is_refused() {
@@ -307,23 +200,19 @@ mod tests {
         ));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn connect_gives_up_after_the_budget() {
+    #[tokio::test]
+    async fn the_socket_is_0600_and_removed_on_drop() {
         let tmp = tempfile::tempdir().unwrap();
-        let manager = IpcManager::new().with_retry(RetryPolicy {
-            attempts: 3,
-            step: Duration::from_millis(5),
-        });
-        let err = manager
-            .connect(
-                &tmp.path().join("missing.sock"),
-                Arc::new(super::super::connection::NoMethods),
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, SocketError::Unreachable { attempts: 3, .. }),
-            "{err}"
-        );
+        let path = tmp.path().join("private/control.sock");
+        let listener = PrivateListener::bind(&path).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Positive control: our own user gets in.
+        let client = UnixStream::connect(&path).await.unwrap();
+        let (_server, uid) = listener.accept().await.unwrap();
+        assert_eq!(uid, nix::unistd::geteuid().as_raw());
+        drop(client);
+        drop(listener);
+        assert!(!path.exists());
     }
 }
