@@ -290,6 +290,12 @@ impl ExtensionHostManager {
         Ok(handle)
     }
 
+    /// Takes the host with this id out of the manager (it keeps running until stopped or its
+    /// last handle is dropped).
+    pub fn remove(&self, id: &str) -> Option<HostHandle> {
+        self.hosts.lock().expect("host table").remove(id)
+    }
+
     /// The host with this id.
     #[must_use]
     pub fn get(&self, id: &str) -> Option<HostHandle> {
