@@ -193,7 +193,7 @@ impl Served {
 
 struct Inner {
     extensions: RwLock<HashMap<String, Arc<Served>>>,
-    workspace: Vec<PathBuf>,
+    workspace: RwLock<Vec<PathBuf>>,
     policy: Arc<dyn PermissionPolicy>,
     ui: Arc<dyn UiHandler>,
     limiter: RateLimiter,
@@ -214,7 +214,10 @@ pub struct Broker {
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
-            .field("workspace", &self.inner.workspace)
+            .field(
+                "workspace",
+                &*self.inner.workspace.read().expect("workspace"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +235,7 @@ impl Broker {
         Self {
             inner: Arc::new(Inner {
                 extensions: RwLock::new(HashMap::new()),
-                workspace,
+                workspace: RwLock::new(workspace),
                 policy,
                 ui,
                 limiter: RateLimiter::new(rate_limit),
@@ -253,11 +256,12 @@ impl Broker {
             id: info.id.clone(),
             source,
         };
+        let workspace = self.inner.workspace.read().expect("workspace").clone();
         let mut paths = PathValidator::new();
         let mut strict_paths = PathValidator::new();
         strict_paths.force_walk_resolver();
         for validator in [&mut paths, &mut strict_paths] {
-            for folder in &self.inner.workspace {
+            for folder in &workspace {
                 validator
                     .add_root(RootKind::Workspace, folder)
                     .map_err(root_error)?;
@@ -285,6 +289,33 @@ impl Broker {
             .expect("extensions")
             .insert(served.info.id.clone(), served);
         Ok(())
+    }
+
+    /// Replaces the workspace folders and serves every registered extension against them from
+    /// the next request (its roots reopened, its grant asked for again).
+    ///
+    /// # Errors
+    /// The first extension whose roots cannot be opened; the others are updated.
+    pub async fn set_workspace(&self, folders: Vec<PathBuf>) -> Result<(), RegisterError> {
+        *self.inner.workspace.write().expect("workspace") = folders;
+        let served: Vec<ExtensionInfo> = self
+            .inner
+            .extensions
+            .read()
+            .expect("extensions")
+            .values()
+            .map(|s| s.info.clone())
+            .collect();
+        let mut first_error = None;
+        for info in served {
+            let id = info.id.clone();
+            if let Err(err) = self.register(info).await {
+                // Nothing of the old roots stays served for it.
+                self.unregister(&id);
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn decide(
@@ -380,7 +411,7 @@ impl Broker {
         let permissions = self.permissions(extension)?;
         Some(crate::sandbox::view::FsGrants::from_permissions(
             &permissions,
-            &self.inner.workspace,
+            &self.inner.workspace.read().expect("workspace"),
         ))
     }
 }

@@ -9,8 +9,8 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::broker::Broker;
-use crate::lifecycle::{ExtensionHostManager, ExtensionHostState, HostHandle};
+use crate::Supervisor;
+use crate::lifecycle::{ExtensionHostState, HostHandle};
 use crate::process::Containment;
 use crate::rpc::{
     HandlerFuture, IncomingRequest, Peer, PeerConfig, PrivateListener, RequestHandler,
@@ -107,54 +107,28 @@ pub struct ExecParams {
     pub args: Box<RawValue>,
 }
 
-/// Serves `status`, `exec` and `reload-grants` from a manager and its broker.
+/// Serves `status`, `exec` and `reload-grants` for a [`Supervisor`].
 #[derive(Debug, Clone)]
 pub struct ControlHandler {
-    manager: Arc<ExtensionHostManager>,
-    broker: Option<Broker>,
-    secret_backend: Option<&'static str>,
-    /// One grants reload at a time, so an older view can never land after a newer one.
-    reloads: Arc<tokio::sync::Mutex<()>>,
+    supervisor: Supervisor,
 }
 
 impl ControlHandler {
-    /// A handler over `manager`.
+    /// A handler over `supervisor`.
     #[must_use]
-    pub fn new(manager: Arc<ExtensionHostManager>) -> Self {
-        Self {
-            manager,
-            broker: None,
-            secret_backend: None,
-            reloads: Arc::default(),
-        }
-    }
-
-    /// Reports `backend` as the secret storage in `status`.
-    #[must_use]
-    pub fn with_secret_backend(mut self, backend: &'static str) -> Self {
-        self.secret_backend = Some(backend);
-        self
-    }
-
-    /// Also serves `reload-grants` for `broker`.
-    #[must_use]
-    pub fn with_broker(mut self, broker: Broker) -> Self {
-        self.broker = Some(broker);
-        self
+    pub fn new(supervisor: Supervisor) -> Self {
+        Self { supervisor }
     }
 }
 
 impl RequestHandler for ControlHandler {
     fn handle(&self, request: IncomingRequest) -> HandlerFuture {
-        let manager = Arc::clone(&self.manager);
-        let broker = self.broker.clone();
-        let secret_backend = self.secret_backend;
-        let reloads = Arc::clone(&self.reloads);
+        let supervisor = self.supervisor.clone();
         Box::pin(async move {
             match request.method.as_str() {
                 "status" => {
-                    let hosts = manager.hosts().iter().map(HostView::of).collect();
-                    let secret_backend = secret_backend.map(str::to_owned);
+                    let hosts = supervisor.hosts().iter().map(HostView::of).collect();
+                    let secret_backend = supervisor.secret_backend().map(str::to_owned);
                     to_raw(&StatusReply {
                         hosts,
                         secret_backend,
@@ -171,34 +145,16 @@ impl RequestHandler for ControlHandler {
                             format!("invalid exec params: {err}"),
                         )
                     })?;
-                    manager
+                    supervisor
                         .execute_command(&exec.extension, &exec.command, &exec.args)
                         .await
                         .map_err(|err| err.to_error_object())
                 }
                 "reload-grants" => {
-                    let broker = broker.ok_or_else(|| {
-                        ErrorObject::new(
-                            ErrorCode::Unsupported,
-                            "this supervisor has no permission broker",
-                        )
+                    let restarted = supervisor.reload_grants().await.map_err(|err| {
+                        let chain = crate::rpc::error_chain(&err);
+                        ErrorObject::new(ErrorCode::InvalidParams, chain)
                     })?;
-                    // In a task of its own, so a client that hangs up halfway cannot leave the
-                    // broker narrowed and a sandbox still wide.
-                    let reload = tokio::spawn(async move {
-                        // One at a time until every host has its new view, so an older view
-                        // never lands after a newer one; not while the restarts run.
-                        let one_at_a_time = reloads.lock().await;
-                        let reloaded = broker.reload().await;
-                        // Even after an invalid grant: that extension now has nothing, and its
-                        // sandbox must not keep what it had.
-                        let restarts = manager.apply_direct_views(&broker);
-                        drop(one_at_a_time);
-                        (reloaded, restarts.await)
-                    });
-                    let (reloaded, restarted) = reload
-                        .await
-                        .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))?;
                     let restarted = restarted
                         .into_iter()
                         .map(|(id, started)| RestartedHost {
@@ -206,9 +162,6 @@ impl RequestHandler for ControlHandler {
                             error: started.err().map(|err| err.to_string()),
                         })
                         .collect();
-                    reloaded.map_err(|err| {
-                        ErrorObject::new(ErrorCode::InvalidParams, format!("{err}: {}", err.source))
-                    })?;
                     to_raw(&ReloadReply { restarted })
                         .map_err(|err| ErrorObject::new(ErrorCode::Internal, err.to_string()))
                 }

@@ -73,6 +73,9 @@ pub mod rpc;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod supervisor;
+
+pub use supervisor::{Supervisor, SupervisorBuilder, SupervisorError};
 pub mod wire;
 
 /// The README's code blocks, compiled as doc tests so the embedding example cannot rot.

@@ -121,7 +121,7 @@ pub enum SendError {
 }
 
 /// An error and its causes on one line, `error: cause: cause`.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -27,6 +27,7 @@ mod transport;
 
 pub use config::{DEFAULT_MAX_QUEUED_BYTES, PeerConfig};
 pub use connect::{IpcManager, RetryPolicy};
+pub(crate) use error::error_chain;
 pub use error::{CloseReason, RequestError, RequestStage, SendError};
 pub use events::{Event, Events, Heartbeats};
 pub use handler::{HandlerFuture, HandlerResult, IncomingRequest, NoMethods, RequestHandler};

@@ -402,15 +402,24 @@ pub fn compute(request: &ViewRequest<'_>, tree: &mut dyn Tree) -> View {
         .filter(|e| e.rights.contains(Rights::EXEC))
         .map(|e| e.path.clone())
         .collect();
-    let private: Vec<PathBuf> = request
-        .private
-        .iter()
-        .map(|p| builder.tree.canonical(p).unwrap_or_else(|| p.clone()))
-        .collect();
+    let private = private_paths(request.private, builder.tree);
     for rule in &request.grants.allow {
         builder.grant(request, rule, &private, &exec_roots);
     }
     builder.finish()
+}
+
+/// The supervisor's files as named and where they really are: a name that is a link (a config
+/// kept in a dotfiles folder) must not show either, nor what it says.
+fn private_paths(private: &[PathBuf], tree: &dyn Tree) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in private {
+        out.push(path.clone());
+        if let Some(real) = tree.canonical(path).filter(|real| real != path) {
+            out.push(real);
+        }
+    }
+    out
 }
 
 struct Builder<'t> {
@@ -493,11 +502,7 @@ impl Builder<'_> {
             self.fixed(path, own, Origin::Profile);
         }
         // The supervisor's own files never show, whatever a profile names.
-        let private: Vec<PathBuf> = request
-            .private
-            .iter()
-            .map(|p| self.tree.canonical(p).unwrap_or_else(|| p.clone()))
-            .collect();
+        let private = private_paths(request.private, self.tree);
         let fixed = std::mem::take(&mut self.entries);
         for entry in fixed {
             if private.iter().any(|p| entry.path.starts_with(p)) {
@@ -1145,7 +1150,10 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(3000))]
+        // 3000 cases in every test run; `PROPTEST_CASES=200000` for a deep one.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(3000)
+        ))]
 
         /// Every path the computed view lets a host read, write, delete or execute is allowed by
         /// the policy (manifest ∩ grants − denies, protected and supervisor paths out).

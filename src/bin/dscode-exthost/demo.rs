@@ -1,17 +1,15 @@
 //! `dscode-exthost demo`: the supervisor's main job, end to end, for a newcomer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
+use dscode_extension_host::Supervisor;
 use dscode_extension_host::lifecycle::{
-    ExtensionHostManager, ExtensionHostState, HostHandle, HostOptions, RestartPolicy,
+    ExtensionHostState, HostHandle, HostOptions, RestartPolicy,
 };
 use dscode_extension_host::permissions::GrantsFile;
 use dscode_extension_host::process::Containment;
-use dscode_extension_host::ratelimit::RateLimitConfig;
-use dscode_extension_host::runtime::{EXAMPLE_EXTENSIONS, NodeRuntime, runtime_dir, write_tree};
+use dscode_extension_host::runtime::{EXAMPLE_EXTENSIONS, runtime_dir, write_tree};
 use serde_json::value::RawValue;
 
 fn raw(json: &str) -> Box<RawValue> {
@@ -43,7 +41,6 @@ pub async fn run() -> anyhow::Result<()> {
     let dir = runtime_dir().context("failed to prepare the runtime directory")?;
     let examples = write_tree(&dir.join("demo-extensions"), EXAMPLE_EXTENSIONS)
         .context("failed to unpack the example extensions")?;
-    let node = NodeRuntime::embedded("node").context("failed to unpack the Node.js host")?;
     let options = HostOptions {
         heartbeat_interval: Duration::from_millis(250),
         heartbeat_timeout: Duration::from_secs(3),
@@ -57,34 +54,30 @@ pub async fn run() -> anyhow::Result<()> {
     let mut grants = GrantsFile::default();
     // What a user would click in the editor's permission prompt.
     grants.grant("dscode.word-count", "1.0.0", &[], "fileSystem.read")?;
-    let broker = Broker::new(
-        vec![workspace.clone()],
-        Arc::new(grants),
-        Arc::new(ConsoleUi::default()),
-        RateLimitConfig::default(),
-    );
-    let manager = ExtensionHostManager::new(Arc::new(broker.clone()));
-    let mut events = manager.subscribe();
+    // The one composition root: the broker, the hosts, their sandboxes and views, wired.
+    let supervisor = Supervisor::builder()
+        .workspace([workspace.clone()])
+        .policy(grants)
+        .host_options(options)
+        .without_secrets()
+        .build()
+        .await?;
+    let mut events = supervisor.events();
     for name in ["hello", "word-count"] {
-        let mut spec = node.host_spec(&examples.join(name), options.clone())?;
-        broker.register(ExtensionInfo::from_spec(&spec)).await?;
-        if let Some(view) = broker.direct_view(&spec.id) {
-            spec.sandbox.grants = view;
-        }
-        manager.add(spec)?;
+        supervisor.add_extension(examples.join(name)).await?;
     }
     let printer = tokio::spawn(async move {
-        while let Some(change) = events.recv().await {
+        while let Some(change) = events.next().await {
             println!("  [event] {change}");
         }
     });
 
-    println!("1. Starting {} extension hosts", manager.ids().len());
-    for (id, result) in manager.start_all().await {
+    println!("1. Starting {} extension hosts", supervisor.hosts().len());
+    for (id, result) in supervisor.start_all().await {
         result.with_context(|| format!("{id} did not start"))?;
     }
     settle().await;
-    for host in manager.hosts() {
+    for host in supervisor.hosts() {
         let status = host.status();
         let contained = match status.containment {
             Some(Containment::PidNamespace) => "own PID namespace",
@@ -97,16 +90,18 @@ pub async fn run() -> anyhow::Result<()> {
             status.commands.join(", ")
         );
     }
-    if let Some(report) = manager.hosts().first().and_then(|h| h.status().sandbox) {
+    if let Some(report) = supervisor.hosts().first().and_then(|h| h.status().sandbox) {
         println!("\n  What the sandbox enforces for each host (the embedded default profile):");
         for line in report.table().lines() {
             println!("  {line}");
         }
     }
 
-    let hello = manager.get("dscode.hello").context("hello is missing")?;
-    let words = manager
-        .get("dscode.word-count")
+    let hello = supervisor
+        .host("dscode.hello")
+        .context("hello is missing")?;
+    let words = supervisor
+        .host("dscode.word-count")
         .context("word-count is missing")?;
     println!("\n2. Running commands over the socket");
     call(&hello, "hello.greet", r#"["DSCode"]"#).await?;
@@ -125,7 +120,7 @@ pub async fn run() -> anyhow::Result<()> {
     call(&hello, "hello.greet", r#"["again"]"#).await?;
 
     println!("\n5. Stopping every host (shutdown message, deactivate, then signals if needed)");
-    manager.stop_all().await;
+    supervisor.shutdown().await;
     settle().await;
     printer.abort();
     println!(

@@ -12,14 +12,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
+use dscode_extension_host::Supervisor;
 use dscode_extension_host::config::Config;
 use dscode_extension_host::control::{self, ControlHandler, ExecParams, StatusReply};
-use dscode_extension_host::lifecycle::ExtensionHostManager;
-use dscode_extension_host::permissions::GrantsOnDisk;
 use dscode_extension_host::rpc::{IpcManager, NoMethods, PrivateListener, RequestError};
-use dscode_extension_host::runtime::{NodeRuntime, runtime_dir};
-use dscode_extension_host::secrets::SecretStorage;
+use dscode_extension_host::runtime::runtime_dir;
 use serde_json::value::RawValue;
 
 /// Runs editor extensions in sandboxed, supervised Node.js hosts.
@@ -227,35 +224,7 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
     if let Err(err) = dscode_extension_host::process::sys::set_non_dumpable() {
         tracing::warn!(error = %err, "could not mark the supervisor non-dumpable");
     }
-    let node = NodeRuntime::embedded(config.node()).context("failed to unpack the Node.js host")?;
-    let broker = Broker::new(
-        config.workspace(),
-        Arc::new(GrantsOnDisk::new(config.grants_path())),
-        Arc::new(ConsoleUi::default()),
-        config.rate_limit.clone(),
-    );
-    broker.set_private_paths(config.private_paths());
-    let manager = Arc::new(ExtensionHostManager::new(Arc::new(broker.clone())));
-    let secrets = match SecretStorage::detect().await {
-        Ok(storage) => {
-            tracing::info!(backend = storage.backend_name(), "secret storage ready");
-            broker.set_secret_storage(storage.clone());
-            Some(storage)
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "no secret storage: extensions' secrets/* calls will fail");
-            None
-        }
-    };
-    for mut spec in config.host_specs(&node)? {
-        spec.secret_storage.clone_from(&secrets);
-        broker.register(ExtensionInfo::from_spec(&spec)).await?;
-        // What the grants allow is also what the host sees of the workspace directly.
-        if let Some(view) = broker.direct_view(&spec.id) {
-            spec.sandbox.grants = view;
-        }
-        manager.add(spec)?;
-    }
+    let supervisor = Supervisor::from_config(&config).await?;
     let socket = match config.control_socket() {
         Some(path) => path,
         None => default_socket()?,
@@ -263,13 +232,12 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
     let listener = PrivateListener::bind(&socket)
         .await
         .context("failed to open the control socket")?;
-    tracing::info!(socket = %socket.display(), hosts = manager.ids().len(), "supervisor running");
-    let mut handler = ControlHandler::new(Arc::clone(&manager)).with_broker(broker);
-    if let Some(storage) = &secrets {
-        handler = handler.with_secret_backend(storage.backend_name());
-    }
-    let server = tokio::spawn(control::serve(listener, handler));
-    for (id, result) in manager.start_all().await {
+    tracing::info!(socket = %socket.display(), hosts = supervisor.hosts().len(), "supervisor running");
+    let server = tokio::spawn(control::serve(
+        listener,
+        ControlHandler::new(supervisor.clone()),
+    ));
+    for (id, result) in supervisor.start_all().await {
         if let Err(err) = result {
             tracing::error!(extension = %id, error = %err, "host did not start");
         }
@@ -277,7 +245,7 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
     wait_for_signal().await?;
     tracing::info!("stopping every host");
     server.abort();
-    manager.stop_all().await;
+    supervisor.shutdown().await;
     Ok(())
 }
 
