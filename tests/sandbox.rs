@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Env, fast, json, raw, settings};
-use dscode_extension_host::broker::{Broker, ConsoleUi, ExtensionInfo};
+use dscode_extension_host::Supervisor;
 use dscode_extension_host::config::Config;
 use dscode_extension_host::lifecycle::{
     ExtensionHostState as S, HostHandle, HostOptions, HostSpec, Reason,
@@ -32,7 +32,6 @@ use dscode_extension_host::lifecycle::{
 use dscode_extension_host::permissions::{
     Glob, Grant, GrantsFile, GrantsOnDisk, Permission, ScopeRoot,
 };
-use dscode_extension_host::ratelimit::RateLimitConfig;
 use dscode_extension_host::sandbox::view::{FsGrants, PathRule};
 use dscode_extension_host::sandbox::{Backend, Enforcement, Layer, Profile, SandboxSpec};
 use serde_json::{Value, json};
@@ -741,39 +740,37 @@ impl Fixture {
         config
     }
 
-    /// The broker `scenario` runs with. The unscoped run's is set up the way `dscode-exthost
-    /// run` sets itself up from its config file (which lies in the workspace).
-    fn broker(&self, scenario: Scenario) -> Broker {
-        if scenario == Scenario::Unscoped {
-            return supervisor_broker(&self.workspace(scenario).join("dscode-exthost.toml"));
-        }
-        let mut grants = GrantsFile::default();
-        grants
-            .extensions
-            .insert(EXTENSION_ID.into(), Self::grant(scenario));
-        Broker::new(
-            vec![self.workspace(scenario)],
-            Arc::new(grants),
-            Arc::new(ConsoleUi::default()),
-            RateLimitConfig::default(),
-        )
+    /// The supervisor `scenario` runs under. The unscoped run's is set up the way
+    /// `dscode-exthost run` sets itself up from its config file (which lies in the workspace):
+    /// its grants file, its workspace and its own files kept private.
+    async fn supervisor(&self, env: &Env, scenario: Scenario) -> Supervisor {
+        let builder = Supervisor::builder()
+            .node_runtime(env.node.clone())
+            .without_secrets();
+        let builder = if scenario == Scenario::Unscoped {
+            let config =
+                Config::load(&self.workspace(scenario).join("dscode-exthost.toml")).unwrap();
+            builder
+                .workspace(config.workspace())
+                .policy(GrantsOnDisk::new(config.grants_path()))
+                .private_paths(config.private_paths())
+        } else {
+            let mut grants = GrantsFile::default();
+            grants
+                .extensions
+                .insert(EXTENSION_ID.into(), Self::grant(scenario));
+            builder.workspace([self.workspace(scenario)]).policy(grants)
+        };
+        builder.build().await.unwrap()
     }
 
     /// Starts the hostile extension with `scenario`'s grants and the view they give.
     async fn start(&self, env: &Env, scenario: Scenario, sandbox: SandboxSpec) -> HostHandle {
-        let mut spec = self.spec(env, sandbox);
-        let broker = self.broker(scenario);
-        broker
-            .register(ExtensionInfo::from_spec(&spec))
+        let supervisor = self.supervisor(env, scenario).await;
+        let host = supervisor
+            .add_host(self.spec(env, sandbox))
             .await
-            .unwrap();
-        spec.sandbox.grants = direct_view_for(&broker, EXTENSION_ID);
-        if scenario == Scenario::Unscoped {
-            let config =
-                Config::load(&self.workspace(scenario).join("dscode-exthost.toml")).unwrap();
-            std::sync::Arc::make_mut(&mut spec.sandbox.settings).private = config.private_paths();
-        }
-        let host = HostHandle::spawn(spec, Arc::new(broker));
+            .expect("the hostile extension is added");
         host.start().await.expect("the hostile extension starts");
         host
     }
@@ -808,30 +805,6 @@ fn toml_table(extension: &str, grant: &Grant) -> Vec<String> {
         format!("requested = [{}]\n", list(&grant.requested)),
         format!("allow = [{}]\n", list(&grant.allow)),
     ]
-}
-
-/// The broker of a supervisor started from `config`, as `dscode-exthost run` builds it.
-// LEAD: once the supervisor knows its own files (config, grants, state) and keeps them out of
-// every view and away from the broker's file calls, build this the way `run` does (through
-// whatever function `run` then uses), so that knowledge reaches the test too.
-fn supervisor_broker(config: &Path) -> Broker {
-    let config = Config::load(config).unwrap();
-    let broker = Broker::new(
-        config.workspace(),
-        Arc::new(GrantsOnDisk::new(config.grants_path())),
-        Arc::new(ConsoleUi::default()),
-        RateLimitConfig::default(),
-    );
-    broker.set_private_paths(config.private_paths());
-    broker
-}
-
-/// The file-system grants the OS view is computed from at each start (see
-/// `dscode_extension_host::sandbox::view`).
-fn direct_view_for(broker: &Broker, extension: &str) -> FsGrants {
-    broker
-        .direct_view(extension)
-        .expect("the extension is registered")
 }
 
 fn options() -> HostOptions {
@@ -1219,13 +1192,8 @@ async fn bomb(backend: Backend, command: &str, limit: Layer) {
     options.restart.max_restarts = 0;
     let mut spec = fixture.spec(&env, SandboxSpec::new(profile, settings()));
     spec.options = options;
-    let broker = fixture.broker(Scenario::Baseline);
-    broker
-        .register(ExtensionInfo::from_spec(&spec))
-        .await
-        .unwrap();
-    spec.sandbox.grants = direct_view_for(&broker, EXTENSION_ID);
-    let host = HostHandle::spawn(spec, Arc::new(broker));
+    let supervisor = fixture.supervisor(&env, Scenario::Baseline).await;
+    let host = supervisor.add_host(spec).await.unwrap();
     host.start().await.unwrap();
     let bystander = env.host(&common::example("hello"), fast());
     bystander.start().await.unwrap();
