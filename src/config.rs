@@ -184,10 +184,12 @@ impl Config {
     /// # Errors
     /// See [`ConfigError`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        crate::permissions::policy::single_link(path).map_err(read)?;
+        let text = std::fs::read_to_string(path).map_err(read)?;
         let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,
@@ -205,6 +207,12 @@ impl Config {
             path: path.to_owned(),
             message: err.to_string(),
         })?;
+        if let Err(err) = crate::supervisor::check_workspace(&config.workspace()) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("[supervisor] workspace: {err}"),
+            });
+        }
         for host in &config.hosts {
             if host.command.is_empty() {
                 return Err(ConfigError::Invalid {
@@ -371,11 +379,10 @@ impl Config {
                 .mode(0o700)
                 .create(dir)?;
         }
+        crate::permissions::policy::single_link(&old)?;
         // A rename within one file system; else a copy that lands whole, then the removal.
         if std::fs::rename(&old, &new).is_err() {
-            let tmp = new.with_extension("toml.migrating");
-            std::fs::copy(&old, &tmp)?;
-            std::fs::rename(&tmp, &new)?;
+            crate::permissions::policy::replace_file(&new, &std::fs::read(&old)?)?;
             std::fs::remove_file(&old)?;
         }
         Ok(Some((old, new)))

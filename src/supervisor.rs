@@ -73,6 +73,39 @@ pub enum SupervisorError {
     /// A grant names a permission that does not parse; that extension now has nothing.
     #[error(transparent)]
     Grant(#[from] InvalidGrant),
+    /// One workspace folder lies inside another: a scope such as `inner/secret/**` would then
+    /// mean two different folders, and a deny for one could be read through the other.
+    #[error(
+        "workspace folder {inner} lies inside workspace folder {outer}; list only {outer}, or folders that do not nest"
+    )]
+    NestedWorkspace {
+        /// The outer folder.
+        outer: PathBuf,
+        /// The folder inside it.
+        inner: PathBuf,
+    },
+}
+
+/// Refuses workspace folders that nest (compared where they really are).
+///
+/// # Errors
+/// [`SupervisorError::NestedWorkspace`] naming the first pair.
+pub fn check_workspace(folders: &[PathBuf]) -> Result<(), SupervisorError> {
+    let real: Vec<PathBuf> = folders
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    for (i, outer) in real.iter().enumerate() {
+        for (j, inner) in real.iter().enumerate() {
+            if i != j && inner.starts_with(outer) && (inner != outer || i < j) {
+                return Err(SupervisorError::NestedWorkspace {
+                    outer: folders[i].clone(),
+                    inner: folders[j].clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where secrets come from.
@@ -207,13 +240,16 @@ impl SupervisorBuilder {
     /// Builds the supervisor (no host runs yet).
     ///
     /// # Errors
-    /// [`SupervisorError::Runtime`] when the Node.js host cannot be unpacked.
+    /// [`SupervisorError::Runtime`] when the Node.js host cannot be unpacked,
+    /// [`SupervisorError::NestedWorkspace`] for workspace folders that nest.
     pub async fn build(mut self) -> Result<Supervisor, SupervisorError> {
+        check_workspace(&self.workspace)?;
         let node = match self.node.take() {
             Some(node) => node,
             None => NodeRuntime::embedded(self.node_program.clone())
                 .map_err(SupervisorError::Runtime)?,
         };
+        isolate_private_files(&self.private);
         let broker = Broker::new(self.workspace, self.policy, self.ui, self.rate_limit);
         broker.set_private_paths(self.private.clone());
         let secrets = match self.secrets {
@@ -247,6 +283,28 @@ impl SupervisorBuilder {
                 stopping: CancellationToken::new(),
             }),
         })
+    }
+}
+
+/// Gives each private file with other hard links a file of its own: views and the broker leave
+/// the supervisor's files out by name, and another name (in a folder an extension may write)
+/// would otherwise reach the same file. The other names keep a stale copy.
+fn isolate_private_files(private: &[PathBuf]) {
+    for path in private {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+            && crate::permissions::policy::single_link(path).is_err()
+        {
+            match std::fs::read(path)
+                .and_then(|bytes| crate::permissions::policy::replace_file(path, &bytes))
+            {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "the supervisor's file had other hard links; it now has a file of its own");
+                }
+                Err(err) => {
+                    tracing::error!(path = %path.display(), error = %err, "the supervisor's file has other hard links and could not be given a file of its own");
+                }
+            }
+        }
     }
 }
 
@@ -465,6 +523,7 @@ impl Supervisor {
         let this = self.clone();
         let change = tokio::spawn(async move {
             let one_at_a_time = this.inner.views.lock().await;
+            isolate_private_files(&this.inner.private);
             let reloaded = this.inner.broker.reload().await;
             // Even after an invalid grant: that extension now has nothing, and its sandbox must
             // not keep what it had.
@@ -481,12 +540,14 @@ impl Supervisor {
     /// follows (restarting those whose view changed), as [`Supervisor::reload_grants`] does.
     ///
     /// # Errors
-    /// A folder the broker cannot open for some extension (the others are updated).
+    /// Folders that nest; a folder the broker cannot open for some extension (the others are
+    /// updated).
     pub async fn set_workspace<P: Into<PathBuf>>(
         &self,
         folders: impl IntoIterator<Item = P>,
     ) -> Result<Restarts, SupervisorError> {
         let folders: Vec<PathBuf> = folders.into_iter().map(Into::into).collect();
+        check_workspace(&folders)?;
         let this = self.clone();
         let change = tokio::spawn(async move {
             let one_at_a_time = this.inner.views.lock().await;

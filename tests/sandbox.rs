@@ -1548,7 +1548,8 @@ async fn no_host_runs_as_root_and_a_users_host_runs_as_the_user() {
         let uids = host_uids(host.status().pid.unwrap());
         let expected = if root {
             dscode_extension_host::sandbox::SandboxSettings::default()
-                .host_user
+                .host_users
+                .for_host("dscode.hello")
                 .0
         } else {
             me

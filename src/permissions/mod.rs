@@ -10,5 +10,5 @@ pub use manifest::{
 };
 pub use policy::{
     ExtensionPermissions, Grant, GrantNothing, GrantsError, GrantsFile, GrantsOnDisk, InvalidGrant,
-    PermissionDenied, PermissionPolicy,
+    PermissionDenied, PermissionPolicy, ProtectedNames,
 };

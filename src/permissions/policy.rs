@@ -58,6 +58,47 @@ impl PermissionPolicy for GrantNothing {
     }
 }
 
+/// Names that make tools run code when written (`.git`, `*.code-workspace`): plain names, or
+/// one-segment globs, matched against each segment of a path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProtectedNames {
+    names: Vec<String>,
+    patterns: Vec<super::Glob>,
+}
+
+impl ProtectedNames {
+    /// Parses `entries`; an entry with a wildcard is a one-segment glob. An entry that is not
+    /// a valid glob is kept as a plain name.
+    #[must_use]
+    pub fn new(entries: &[String]) -> Self {
+        let mut out = Self::default();
+        for entry in entries {
+            match entry
+                .contains(['*', '?', '[', '{'])
+                .then(|| super::Glob::parse(entry).ok())
+                .flatten()
+            {
+                Some(glob) => out.patterns.push(glob),
+                None => out.names.push(entry.clone()),
+            }
+        }
+        out
+    }
+
+    /// Whether a path segment named `name` is protected.
+    #[must_use]
+    pub fn matches(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+            || self.patterns.iter().any(|g| g.matches(Path::new(name)))
+    }
+
+    /// Whether nothing is protected.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.patterns.is_empty()
+    }
+}
+
 /// The permissions one extension has, after intersecting its manifest with its grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExtensionPermissions {
@@ -65,7 +106,7 @@ pub struct ExtensionPermissions {
     allowed: Vec<PermissionRequest>,
     denied: Vec<PermissionRequest>,
     /// Names that stay unwritable in the workspace unless an allow writes them out.
-    protected: Vec<String>,
+    protected: ProtectedNames,
 }
 
 /// Why a permission check failed.
@@ -99,7 +140,7 @@ impl ExtensionPermissions {
             extension: extension.to_owned(),
             allowed: Vec::new(),
             denied: Vec::new(),
-            protected: Vec::new(),
+            protected: ProtectedNames::default(),
         }
     }
 
@@ -109,13 +150,13 @@ impl ExtensionPermissions {
     /// unscoped grant. The sandbox's view leaves the same paths read-only.
     #[must_use]
     pub fn with_protected(mut self, names: &[String]) -> Self {
-        self.protected = names.to_vec();
+        self.protected = ProtectedNames::new(names);
         self
     }
 
     /// The protected names.
     #[must_use]
-    pub fn protected(&self) -> &[String] {
+    pub fn protected(&self) -> &ProtectedNames {
         &self.protected
     }
 
@@ -178,7 +219,7 @@ impl ExtensionPermissions {
             extension: extension.to_owned(),
             allowed,
             denied: deny,
-            protected: Vec::new(),
+            protected: ProtectedNames::default(),
         })
     }
 
@@ -287,7 +328,7 @@ impl ExtensionPermissions {
             .filter_map(|(i, c)| match c {
                 std::path::Component::Normal(name) => name
                     .to_str()
-                    .filter(|n| self.protected.iter().any(|p| p == n))
+                    .filter(|n| self.protected.matches(n))
                     .map(|n| (i, n)),
                 _ => None,
             })
@@ -424,6 +465,18 @@ impl GrantsFile {
     /// # Errors
     /// See [`GrantsError`].
     pub fn load(path: &Path) -> Result<Self, GrantsError> {
+        if single_link(path).is_err() {
+            // Another name for the grants file (a hard link an extension's folder could hold)
+            // must not reach the real one: it gets a file of its own, the other name keeps
+            // the stale copy.
+            tracing::warn!(path = %path.display(), "the grants file has other hard links; giving it a file of its own");
+            std::fs::read(path)
+                .and_then(|bytes| replace_file(path, &bytes))
+                .map_err(|source| GrantsError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -461,9 +514,7 @@ impl GrantsFile {
                 .create(dir)
                 .map_err(io)?;
         }
-        let tmp = self.path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        replace_file(&self.path, text.as_bytes()).map_err(io)
     }
 
     fn entry(&mut self, extension: &str, version: &str, requested: &[String]) -> &mut Grant {
@@ -539,6 +590,73 @@ impl PermissionPolicy for GrantsFile {
         _: &'a [PermissionRequest],
     ) -> Pin<Box<dyn Future<Output = Option<Grant>> + Send + 'a>> {
         Box::pin(async move { self.extensions.get(extension).cloned() })
+    }
+}
+
+/// Replaces `path` with `contents` at once: written to a new file beside it under a name no one
+/// can guess (created exclusively, so never a file someone else made), then renamed over it.
+/// A predictable name would let whoever may create files there plant it first and have the
+/// next save write into their file.
+///
+/// # Errors
+/// If the new file cannot be created, written or renamed.
+pub(crate) fn replace_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::hash::BuildHasher;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for attempt in 0u32..16 {
+        // RandomState is seeded from the OS's randomness.
+        let token = std::collections::hash_map::RandomState::new().hash_one((
+            std::process::id(),
+            attempt,
+            std::time::SystemTime::now(),
+        ));
+        let tmp = dir.join(format!(".{name}.{token:016x}.tmp"));
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        };
+        let written = file.write_all(contents).and_then(|()| file.sync_all());
+        if let Err(err) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err);
+        }
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "could not create a new file beside {}",
+        path.display()
+    )))
+}
+
+/// Refuses a file with more than one name: another name, in a folder an extension can write,
+/// would edit it behind its own name's back.
+///
+/// # Errors
+/// The number of links, as an `io::Error`.
+pub(crate) fn single_link(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.nlink() > 1 => Err(std::io::Error::other(format!(
+            "it has {} hard links: another name for it could change it; keep one (`ls -li` shows them)",
+            meta.nlink()
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -59,6 +59,10 @@ pub fn args(namespaces: &Namespaces) -> Vec<OsString> {
         "sandbox",
         "--die-with-parent",
         "--new-session",
+        // The stage is PID 1 (and reaps, and forwards signals), so every process in the sandbox
+        // carries its filters: bubblewrap's own reaper would run unfiltered and dumpable, and a
+        // host could rewrite it through /proc/1/mem.
+        "--as-pid-1",
         "--clearenv",
         "--cap-drop",
         "ALL",

@@ -335,6 +335,41 @@ pub enum SandboxError {
     Setup(String),
 }
 
+/// The range of ids a root supervisor gives its hosts: each host gets its own uid and gid (the
+/// same number), fixed by its extension id, so two hosts never share a user and a host's
+/// storage keeps its owner across restarts. The range must be one no account and no other
+/// program of the machine uses; the default, 1,879,048,192 (`0x7000_0000`) and the 16,777,216
+/// ids after it, is above the ranges distributions, systemd and container tools hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostUsers {
+    /// The first id of the range.
+    pub first: u32,
+    /// How many ids it holds.
+    pub count: u32,
+}
+
+impl Default for HostUsers {
+    fn default() -> Self {
+        Self {
+            first: 0x7000_0000,
+            count: 1 << 24,
+        }
+    }
+}
+
+impl HostUsers {
+    /// The uid and gid of the host of `extension` (FNV-1a of the id, within the range).
+    #[must_use]
+    pub fn for_host(self, extension: &str) -> (u32, u32) {
+        let hash = extension.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let offset = u32::try_from(hash % u64::from(self.count.max(1))).unwrap_or(0);
+        let id = self.first.saturating_add(offset);
+        (id, id)
+    }
+}
+
 /// Where the sandbox finds its helpers.
 #[derive(Debug, Clone)]
 pub struct SandboxSettings {
@@ -348,9 +383,10 @@ pub struct SandboxSettings {
     /// The supervisor's own files and folders (its config, grants, state and runtime folder):
     /// in no host's view, whatever it was granted.
     pub private: Vec<PathBuf>,
-    /// The unprivileged user and group a root supervisor runs its hosts as (the host never
-    /// runs as the machine's root). Default: 65534 (`nobody`/`nogroup`).
-    pub host_user: (u32, u32),
+    /// The unprivileged users a root supervisor runs its hosts as: never the machine's root,
+    /// and never an id another process of the machine runs as (a process of the host's user
+    /// outside the sandbox would own the host's namespaces).
+    pub host_users: HostUsers,
 }
 
 impl Default for SandboxSettings {
@@ -360,7 +396,7 @@ impl Default for SandboxSettings {
             stage: None,
             cgroup_parent: None,
             private: Vec::new(),
-            host_user: (65534, 65534),
+            host_users: HostUsers::default(),
         }
     }
 }

@@ -463,7 +463,7 @@ pub fn prepare(
     if !view.omitted.is_empty() {
         tracing::info!(extension = id, omitted = ?view.omitted.iter().map(|o| format!("{}: {}", o.scope, o.reason)).collect::<Vec<_>>(), "grants the sandbox leaves to the broker (the host's own fs calls cannot reach them)");
     }
-    let host_user = root.then_some(settings.host_user);
+    let host_user = root.then(|| settings.host_users.for_host(id));
     if let (Some(user), Some(storage)) = (host_user, storage_path) {
         give_storage(storage, user)?;
     }
@@ -561,7 +561,14 @@ pub fn prepare(
         crate::process::IPC_FD.to_string().into(),
     ));
     env.push(("DSCODE_EXTENSION_ID".into(), id.into()));
-    env.push(("TMPDIR".into(), "/tmp".into()));
+    let scratch = super::root::scratch_for(
+        &view
+            .entries
+            .iter()
+            .map(|e| e.path.as_path())
+            .collect::<Vec<_>>(),
+    );
+    env.push(("TMPDIR".into(), scratch.clone().into()));
     if let Some(storage) = storage_path {
         env.push(("HOME".into(), storage.into()));
     }
@@ -601,7 +608,7 @@ pub fn prepare(
             cwd: None,
         };
         namespaces = Namespaces::default();
-        init = false;
+        init = true;
         source = PathBuf::from(bwrap::HOST_ROOT);
         merge(
             &mut report,
@@ -661,6 +668,7 @@ pub fn prepare(
             source,
             binds,
             tmp_bytes: profile.tmp_bytes,
+            tmp: scratch,
             proc: true,
         }),
         landlock,

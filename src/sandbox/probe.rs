@@ -77,7 +77,7 @@ impl Probe {
             .get_or_init(|| {
                 let (landlock, abi) = probe_landlock();
                 let host_user =
-                    sys::is_root().then_some(super::SandboxSettings::default().host_user);
+                    sys::is_root().then(|| super::HostUsers::default().for_host("doctor.probe"));
                 (
                     probe_user_namespaces(host_user),
                     probe_private_root(host_user),

@@ -57,8 +57,28 @@ pub struct RootPlan {
     pub binds: Vec<Bind>,
     /// Size of the private `/tmp` in bytes.
     pub tmp_bytes: u64,
+    /// Where the private `/tmp` goes: `/tmp`, unless a bind lies beneath it (a workspace under
+    /// `/tmp`), which must not sit inside the host's own writable scratch space.
+    #[serde(default = "default_tmp")]
+    pub tmp: PathBuf,
     /// Mount a fresh `/proc` (the stage must be in a PID namespace of its own).
     pub proc: bool,
+}
+
+fn default_tmp() -> PathBuf {
+    PathBuf::from("/tmp")
+}
+
+/// Where the private `/tmp` goes for binds at `paths`: the first of `/tmp`, `/var/tmp`,
+/// `/run/dscode-tmp` that none of them lies beneath. (Landlock gives a path the rights of every
+/// rule above it, so a bind inside the scratch space would get its create and delete rights.)
+#[must_use]
+pub fn scratch_for(paths: &[&Path]) -> PathBuf {
+    ["/tmp", "/var/tmp", "/run/dscode-tmp"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|tmp| !paths.iter().any(|p| p.starts_with(tmp)))
+        .unwrap_or_else(|| PathBuf::from("/dscode-tmp"))
 }
 
 /// The device files a host may use, and whether it may write them.
@@ -250,7 +270,7 @@ fn assemble(
 ) -> Result<(), String> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
     let dev = root.join("dev");
-    let tmp = root.join("tmp");
+    let tmp = under(root, &plan.tmp);
     let proc = root.join("proc");
     for dir in [&dev, &tmp, &proc] {
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", dir, &e))?;
@@ -300,7 +320,7 @@ fn assemble(
             .map_err(|e| fail("cannot make read-only", &sys_dir, &e))?;
         }
     }
-    let reserved = [Path::new("/dev"), Path::new("/proc"), Path::new("/tmp")];
+    let reserved = [Path::new("/dev"), Path::new("/proc"), plan.tmp.as_path()];
     for bind in &plan.binds {
         if reserved.iter().any(|r| bind.path == *r) {
             continue;

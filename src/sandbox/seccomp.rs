@@ -84,12 +84,19 @@ const UNSUPPORTED: &[(&str, libc::c_long)] = &[
     ("clone3", libc::SYS_clone3),
 ];
 
-/// `(syscall, index of its mode argument)` for every call that sets a file mode.
-const MODE_SETTERS: &[(libc::c_long, u8)] = &[
+/// `(syscall, index of its mode argument)` for every call that changes the mode of a file that
+/// exists: they may not make it setuid, setgid or writable by anyone (which would let any
+/// local user plant a `.git` in a workspace folder).
+const MODE_CHANGERS: &[(libc::c_long, u8)] = &[
     (libc::SYS_chmod, 1),
     (libc::SYS_fchmod, 1),
     (libc::SYS_fchmodat, 2),
     (libc::SYS_fchmodat2, 2),
+];
+
+/// `(syscall, index of its mode argument)` for every call that creates a file with a mode:
+/// they may not make it setuid or setgid (the usual `0666` minus the umask is fine).
+const MODE_SETTERS: &[(libc::c_long, u8)] = &[
     (libc::SYS_open, 2),
     (libc::SYS_openat, 3),
     (libc::SYS_creat, 1),
@@ -102,12 +109,25 @@ const MODE_SETTERS: &[(libc::c_long, u8)] = &[
 /// The mode bits no host may set: setuid and setgid.
 const PRIVILEGE_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
 
+/// The mode bits no host may add to a file that exists: setuid, setgid, and writable by others.
+const CHANGE_BITS: [u64; 3] = [
+    libc::S_ISUID as u64,
+    libc::S_ISGID as u64,
+    libc::S_IWOTH as u64,
+];
+
 /// `memfd_create` flags: a memory file must be sealed against exec, and may not ask for exec.
 const MFD_NOEXEC_SEAL: u64 = 0x0008;
 const MFD_EXEC: u64 = 0x0010;
 
 /// `fcntl` command that takes a lease.
 const F_SETLEASE: u64 = 1024;
+
+/// The socket type bits of `socketpair`'s `type` argument (the rest are flags).
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+/// The obsolete packet socket type (`libc` marks its constant deprecated; it still exists).
+const SOCK_PACKET: libc::c_int = 10;
 
 /// Calls that take their arguments from memory the filter cannot read, and that have an older
 /// form it can: `ENOSYS` makes callers use the older one.
@@ -135,10 +155,10 @@ const NAMESPACE_FLAGS: &[u64] = &[
 /// What the filter blocks, for the report.
 pub(crate) fn summary(network: bool) -> String {
     let mut s = String::from(
-        "ptrace, process_vm_*, keyctl/add_key/request_key, unshare/setns and namespace clone flags, mount APIs, bpf, perf_event_open, userfaultfd, modules, TIOCSTI, setuid/setgid mode bits, executable memfds, file leases, x32 syscalls (EPERM); io_uring, clone3, openat2 (ENOSYS)",
+        "ptrace, process_vm_*, keyctl/add_key/request_key, unshare/setns and namespace clone flags, mount APIs, bpf, perf_event_open, userfaultfd, modules, TIOCSTI, setuid/setgid mode bits, chmod o+w, executable memfds, file leases, x32 syscalls (EPERM); io_uring, clone3, openat2 (ENOSYS)",
     );
     if !network {
-        s.push_str("; socket() (EPERM)");
+        s.push_str("; socket() and datagram socketpair() (EPERM)");
     }
     s
 }
@@ -175,6 +195,27 @@ pub(crate) fn build(network: bool) -> Result<Vec<BpfProgram>, String> {
         DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
     if !network {
         eperm.insert(libc::SYS_socket, Vec::new());
+        // A connected pair is how Node talks to its children; a datagram one could `sendto`
+        // any named socket in the view, so only stream and seqpacket pairs are made.
+        eperm.insert(
+            libc::SYS_socketpair,
+            [
+                libc::SOCK_DGRAM,
+                libc::SOCK_RAW,
+                libc::SOCK_RDM,
+                SOCK_PACKET,
+            ]
+            .iter()
+            .map(|&kind| {
+                #[allow(clippy::cast_sign_loss)] // socket types are small positive numbers
+                let kind = kind as u64;
+                rule(vec![cond(1, SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK), kind)?])
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        );
+    }
+    for &(nr, arg) in MODE_CHANGERS {
+        eperm.insert(nr, any_bit(arg, &CHANGE_BITS)?);
     }
     for &(nr, arg) in MODE_SETTERS {
         eperm.insert(nr, any_bit(arg, &PRIVILEGE_BITS)?);
@@ -330,7 +371,7 @@ mod tests {
                 .err()
                 .and_then(|e| e.raw_os_error());
             (
-                [chmod(0o4755), chmod(0o2755), chmod(0o755)],
+                [chmod(0o4755), chmod(0o2755), chmod(0o757), chmod(0o755)],
                 [
                     memfd(0),
                     memfd(MFD_EXEC.try_into().unwrap()),
@@ -345,8 +386,8 @@ mod tests {
         let eperm = Some(libc::EPERM);
         assert_eq!(
             outcome.0,
-            [eperm, eperm, None],
-            "chmod setuid, setgid, plain"
+            [eperm, eperm, eperm, None],
+            "chmod setuid, setgid, o+w, plain"
         );
         assert_eq!(
             outcome.1,

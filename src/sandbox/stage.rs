@@ -269,7 +269,8 @@ fn apply(
         (Some(Ok(_)), Some(root_plan)) => LayerReport::full(
             Layer::Tmp,
             format!(
-                "private tmpfs on /tmp, {} MiB, noexec",
+                "private tmpfs on {}, {} MiB, noexec",
+                root_plan.tmp.display(),
                 root_plan.tmp_bytes / (1024 * 1024)
             ),
         ),
@@ -280,12 +281,17 @@ fn apply(
         push(report, tmp)?;
         push(report, set_limits(&plan.rlimits))?;
     }
+    let scratch = plan
+        .root
+        .as_ref()
+        .map_or_else(|| PathBuf::from("/tmp"), |r| r.tmp.clone());
     let landlock = plan.landlock.as_ref().map(|l| {
         apply_landlock(
             l,
             plan.network,
             root.as_ref()
                 .is_some_and(|r| r.as_ref().is_ok_and(|b| b.proc)),
+            &scratch,
         )
     });
     if plan.confine {
@@ -455,7 +461,12 @@ fn access(rights: Rights) -> landlock::BitFlags<AccessFs> {
     out
 }
 
-fn apply_landlock(plan: &LandlockPlan, network: bool, proc_mounted: bool) -> LandlockOutcome {
+fn apply_landlock(
+    plan: &LandlockPlan,
+    network: bool,
+    proc_mounted: bool,
+    scratch: &Path,
+) -> LandlockOutcome {
     let result =
         (|| -> Result<(landlock::RestrictionStatus, Vec<String>), landlock::RulesetError> {
             let mut ruleset = Ruleset::default()
@@ -488,7 +499,7 @@ fn apply_landlock(plan: &LandlockPlan, network: bool, proc_mounted: bool) -> Lan
                 // The host's own PID namespace's /proc: only the sandbox's processes are there.
                 rules.push((Path::new("/proc"), AccessFs::ReadFile | AccessFs::ReadDir));
             }
-            rules.push((Path::new("/tmp"), access(tmp)));
+            rules.push((scratch, access(tmp)));
             for (path, access) in rules {
                 match PathFd::new(path) {
                     Ok(fd) => {
@@ -630,6 +641,9 @@ fn run_init(program: &CString, argv: &[CString], envp: &[CString]) -> ! {
     // The host's copies of the IPC socket and anything else inherited are its own; holding
     // them here would keep the supervisor from seeing the host close its end.
     sys::close_from(3);
+    // PID 1 is not the host's to examine or rewrite (/proc/1/mem): it carries the same filters,
+    // but nothing of it needs to be reachable.
+    let _ = sys::set_non_dumpable();
     loop {
         let Ok(signal) = set.wait() else { continue };
         if signal != Signal::SIGCHLD {

@@ -181,21 +181,40 @@ impl Tree for RealTree {
 /// a hook, a task that runs on folder open). Inside a writable folder they stay read-only,
 /// unless a grant writes them out (`fileSystem.write:.vscode/**`). Profiles may name more.
 pub const PROTECTED: &[&str] = &[
+    // Version control: hooks, `core.fsmonitor`, `core.hooksPath`; `*.git` for bare repositories.
     ".git",
+    "*.git",
+    ".gitmodules",
     ".hg",
     ".svn",
     ".jj",
+    // Editors and agents that run tasks, language servers or hooks from the folder.
     ".vscode",
+    "*.code-workspace",
     ".idea",
     ".devcontainer",
+    ".helix",
+    ".zed",
+    ".claude",
+    ".cursor",
+    // CI and git-hook managers.
     ".github",
     ".husky",
+    ".pre-commit-config.yaml",
+    // Shells and tool managers that act on entering the folder or on every command.
     ".envrc",
+    "mise.toml",
+    ".mise.toml",
+    ".mise",
+    // Package managers and toolchains that take a program to run from their config.
     ".npmrc",
     ".yarnrc",
     ".yarnrc.yml",
     ".pnpmfile.cjs",
-    ".pre-commit-config.yaml",
+    ".cargo",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+    ".bazelrc",
 ];
 
 /// One path grant or deny, in the form the view and the broker share.
@@ -735,7 +754,8 @@ impl Builder<'_> {
         if candidate.file {
             return true;
         }
-        if let Some(found) = self.protected_beneath(&candidate.path, request.protected) {
+        let protected = crate::permissions::ProtectedNames::new(request.protected);
+        if let Some(found) = self.protected_beneath(&candidate.path, &protected) {
             candidate.exclude.extend(found);
             true
         } else {
@@ -749,7 +769,11 @@ impl Builder<'_> {
 
     /// Every path beneath `dir` named like a protected path (not descending into them or into
     /// symbolic links); `None` when the walk budget runs out.
-    fn protected_beneath(&mut self, dir: &Path, protected: &[String]) -> Option<Vec<PathBuf>> {
+    fn protected_beneath(
+        &mut self,
+        dir: &Path,
+        protected: &crate::permissions::ProtectedNames,
+    ) -> Option<Vec<PathBuf>> {
         let mut found = Vec::new();
         let mut stack = vec![dir.to_owned()];
         while let Some(next) = stack.pop() {
@@ -764,7 +788,7 @@ impl Builder<'_> {
             };
             for (name, node) in children {
                 let child = next.join(&name);
-                if protected.iter().any(|p| name == p.as_str()) {
+                if name.to_str().is_none_or(|n| protected.matches(n)) {
                     found.push(child);
                 } else if node == Node::Dir {
                     stack.push(child);
@@ -956,6 +980,7 @@ mod tests {
     const WORKSPACE: &str = "/w";
     const SEGMENTS: &[&str] = &[
         "src", "a", "b", ".git", ".vscode", "x.txt", "k.key", ".envrc", "cfg.toml", "notes.md",
+        "b.git",
     ];
     const GLOBS: &[&str] = &[
         "**",
