@@ -1291,6 +1291,52 @@ async fn a_missing_bwrap_is_sandbox_unavailable_and_landlock_still_works() {
     host.stop().await;
 }
 
+/// A required layer must be fully enforced: a profile requiring `memory` where only the
+/// watchdog stands in for a memory cgroup (partial) refuses the start and names the layer;
+/// the same profile not requiring it starts, and reports the layer as partial.
+#[tokio::test]
+async fn a_required_layer_enforced_only_in_part_refuses_the_start() {
+    let env = Env::new();
+    let mut no_cgroup = settings();
+    no_cgroup.cgroup_parent = Some(PathBuf::from("/nonexistent/cgroup"));
+    let text = dscode_extension_host::sandbox::profile::BUILTIN[0]
+        .1
+        .replace(
+            "required = [\"filesystem\"",
+            "required = [\"memory\", \"filesystem\"",
+        );
+    let strict_memory = Profile::parse("memory-required", "test", &text).unwrap();
+    assert!(strict_memory.requires(Layer::Memory));
+    let mut spec = env.spec(&common::example("hello"), fast());
+    spec.sandbox = SandboxSpec::new(strict_memory, no_cgroup.clone());
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
+    let err = host.start().await.unwrap_err().to_string();
+    assert!(
+        err.contains("sandbox unavailable") && err.contains("requires memory"),
+        "{err}"
+    );
+    let mut spec = env.spec(&common::example("hello"), fast());
+    spec.sandbox = SandboxSpec::new(Profile::load("default").unwrap(), no_cgroup);
+    let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
+    host.start()
+        .await
+        .expect("memory is not required by default");
+    let report = host.status().sandbox.unwrap();
+    assert_eq!(
+        report.layer(Layer::Memory).unwrap().enforcement,
+        Enforcement::PartiallyEnforced,
+        "{}",
+        report.table()
+    );
+    // Each host is PID 1 of its own PID namespace, whatever the backend (bubblewrap's was
+    // sometimes seen before it had forked, and reported as death-signal-only).
+    assert_eq!(
+        host.status().containment,
+        Some(dscode_extension_host::process::Containment::PidNamespace)
+    );
+    host.stop().await;
+}
+
 /// The stage must be a program that runs the stage: a test harness is not, and says so.
 #[tokio::test]
 async fn a_stage_that_is_not_one_is_a_clear_error() {
@@ -1545,6 +1591,11 @@ async fn no_host_runs_as_root_and_a_users_host_runs_as_the_user() {
         spec.sandbox = profile(backend);
         let host = HostHandle::spawn(spec, Arc::new(dscode_extension_host::rpc::NoMethods));
         host.start().await.unwrap();
+        assert_eq!(
+            host.status().containment,
+            Some(dscode_extension_host::process::Containment::PidNamespace),
+            "{backend}"
+        );
         let uids = host_uids(host.status().pid.unwrap());
         let expected = if root {
             dscode_extension_host::sandbox::SandboxSettings::default()
