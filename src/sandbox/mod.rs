@@ -309,7 +309,7 @@ impl EnforcementReport {
 }
 
 /// Why a host was not started in a sandbox.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SandboxError {
     /// A layer the profile requires cannot be enforced on this machine.
@@ -329,10 +329,39 @@ pub enum SandboxError {
     /// The host program does not exist.
     #[error("`{0}` was not found")]
     ProgramNotFound(PathBuf),
-    /// The sandbox could not be set up for another reason (a path that cannot be opened, a
-    /// stage that did not answer).
-    #[error("sandbox setup failed: {0}")]
-    Setup(String),
+    /// The stage executable cannot be found or opened (see [`SandboxSettings::stage`]).
+    #[error("cannot use the stage executable {path}")]
+    Stage {
+        /// The executable (or where it was looked for).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path of the view cannot be prepared for the host's root (a root supervisor clones and
+    /// flags each one itself).
+    #[error("cannot prepare {path} for the host's root")]
+    View {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host's storage folder cannot be given to the host user of a root supervisor.
+    #[error("cannot give the storage folder {path} to the host user {uid}")]
+    Storage {
+        /// The folder.
+        path: PathBuf,
+        /// The host user.
+        uid: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stage refused for a reason that is not a layer (it says which).
+    #[error("the sandbox stage failed: {0}")]
+    StageFailed(String),
 }
 
 /// The range of ids a root supervisor gives its hosts: each host gets its own uid and gid (the

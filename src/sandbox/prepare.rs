@@ -87,7 +87,7 @@ impl Prepared {
                     layer,
                     message: error,
                 },
-                None => SandboxError::Setup(error),
+                None => SandboxError::StageFailed(error),
             });
         }
         for entry in stage.layers {
@@ -275,11 +275,9 @@ fn binds(
                         }
                         Ok(tree)
                     })
-                    .map_err(|err| {
-                        SandboxError::Setup(format!(
-                            "cannot prepare {} for the host's root: {err}",
-                            entry.path.display()
-                        ))
+                    .map_err(|source| SandboxError::View {
+                        path: entry.path.clone(),
+                        source,
                     })?;
                 bind.tree = Some(trees.len());
                 trees.push(tree);
@@ -311,11 +309,10 @@ fn idmap_for(owner: (u32, u32), host: (u32, u32)) -> Option<std::sync::Arc<Owned
 
 /// Makes `storage` belong to the host user of a root supervisor, so the host can write it.
 fn give_storage(storage: &Path, (uid, gid): (u32, u32)) -> Result<(), SandboxError> {
-    let fail = |err: std::io::Error| {
-        SandboxError::Setup(format!(
-            "cannot give the storage folder {} to the host user {uid}: {err}",
-            storage.display()
-        ))
+    let fail = |source: std::io::Error| SandboxError::Storage {
+        path: storage.to_owned(),
+        uid,
+        source,
     };
     let meta = std::fs::symlink_metadata(storage).map_err(fail)?;
     if meta.uid() == uid && meta.gid() == gid {
@@ -337,7 +334,8 @@ fn give_storage(storage: &Path, (uid, gid): (u32, u32)) -> Result<(), SandboxErr
 ///
 /// # Errors
 /// [`SandboxError::Unavailable`] when the backend cannot run here or a required layer cannot
-/// be enforced; [`SandboxError::Setup`] when the stage executable cannot be found or the root
+/// be enforced; [`SandboxError::Stage`] when the stage executable cannot be found, and
+/// [`SandboxError::View`] or [`SandboxError::Storage`] when the root
 /// cannot be prepared.
 #[allow(clippy::too_many_lines)] // the layers in report order; each is a few lines
 pub fn prepare(
@@ -375,12 +373,15 @@ pub fn prepare(
     let stage = || -> Result<PathBuf, SandboxError> {
         let stage = match &settings.stage {
             Some(stage) => stage.clone(),
-            None => std::env::current_exe().map_err(|e| {
-                SandboxError::Setup(format!("cannot find the stage executable: {e}"))
+            None => std::env::current_exe().map_err(|source| SandboxError::Stage {
+                path: PathBuf::from("/proc/self/exe"),
+                source,
             })?,
         };
-        std::fs::canonicalize(&stage)
-            .map_err(|e| SandboxError::Setup(format!("stage executable {}: {e}", stage.display())))
+        std::fs::canonicalize(&stage).map_err(|source| SandboxError::Stage {
+            path: stage.clone(),
+            source,
+        })
     };
     if profile.backend == Backend::None {
         // A root supervisor runs a `none` host directly; a user's needs the stage for its maps.
@@ -715,11 +716,9 @@ pub fn prepare(
 fn open_stage(stage: &Path) -> Result<OwnedFd, SandboxError> {
     std::fs::File::open(stage)
         .map(OwnedFd::from)
-        .map_err(|err| {
-            SandboxError::Setup(format!(
-                "cannot open the stage executable {}: {err}",
-                stage.display()
-            ))
+        .map_err(|source| SandboxError::Stage {
+            path: stage.to_owned(),
+            source,
         })
 }
 

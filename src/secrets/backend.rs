@@ -132,7 +132,7 @@ pub(crate) trait Store: Send + Sync + 'static {
 pub(crate) async fn open(backend: SecretBackend) -> Result<Arc<dyn Store>, SecretError> {
     let opened = tokio::task::spawn_blocking(move || open_blocking(backend))
         .await
-        .map_err(SecretError::Internal)?;
+        .map_err(SecretError::from)?;
     opened.map_err(|reason| SecretError::Unavailable { backend, reason })
 }
 

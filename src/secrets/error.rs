@@ -110,9 +110,21 @@ pub enum SecretError {
         #[source]
         source: BackendSource,
     },
-    /// The task running the operation panicked.
-    #[error("the secret storage task failed")]
-    Internal(#[source] tokio::task::JoinError),
+    /// The task running the operation panicked or was cancelled (a bug, or a runtime shutting
+    /// down); the operation may or may not have happened.
+    #[error("the secret storage task {}", if *.panicked { "panicked" } else { "was cancelled" })]
+    Internal {
+        /// Whether it panicked (else it was cancelled).
+        panicked: bool,
+    },
+}
+
+impl From<tokio::task::JoinError> for SecretError {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Self::Internal {
+            panicked: err.is_panic(),
+        }
+    }
 }
 
 #[cfg(test)]

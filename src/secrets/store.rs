@@ -343,7 +343,7 @@ impl SecretStorage {
             let _turn = turn;
             body(inner).await
         });
-        task.await.map_err(SecretError::Internal)?
+        task.await.map_err(SecretError::from)?
     }
 }
 
@@ -387,7 +387,7 @@ impl Inner {
         let store = Arc::clone(&self.store);
         let work = tokio::task::spawn_blocking(move || operation(store.as_ref()));
         match tokio::time::timeout(self.options.backend_timeout, work).await {
-            Ok(joined) => joined.map_err(SecretError::Internal)?,
+            Ok(joined) => joined.map_err(SecretError::from)?,
             Err(_) => Err(SecretError::Timeout {
                 backend: self.backend,
                 timeout: self.options.backend_timeout,
