@@ -350,10 +350,15 @@ struct ExecuteParams {
     args: Option<Box<RawValue>>,
 }
 
-/// Decodes `raw` (absent params read as `{}`) as the params of `method`.
+/// Decodes `raw` as the params of `method`: a JSON object, absent or `null` params reading as
+/// `{}`. An array is refused although serde would take it field by field.
 fn params<T: DeserializeOwned>(method: Method, raw: Option<&RawValue>) -> Result<T, CallError> {
-    serde_json::from_str(raw.map_or("{}", RawValue::get))
-        .map_err(|source| CallError::Params { method, source })
+    let text = match raw.map(|raw| raw.get().trim()) {
+        None | Some("null") => "{}",
+        Some(text) if text.starts_with('{') => text,
+        Some(_) => return Err(CallError::NotAnObject { method }),
+    };
+    serde_json::from_str(text).map_err(|source| CallError::Params { method, source })
 }
 
 fn write_file(p: WriteFileParams) -> Result<HostCall, CallError> {

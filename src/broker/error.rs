@@ -40,8 +40,14 @@ pub(crate) enum CallError {
         #[source]
         source: serde_json::Error,
     },
+    /// Params that are not a JSON object.
+    #[error("params for `{}` must be a JSON object: {}", method.name(), method.takes())]
+    NotAnObject {
+        /// The method.
+        method: Method,
+    },
     /// `fs/writeFile` with encoding `base64` and data that is not.
-    #[error("`data` is not base64; send text with encoding \"utf8\"")]
+    #[error("`data` is not base64 (send text with encoding \"utf8\")")]
     NotBase64 {
         /// The decoder's complaint.
         #[source]
@@ -167,6 +173,7 @@ impl CallError {
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::UnknownMethod { .. } => ErrorCode::MethodNotFound,
             Self::Params { .. }
+            | Self::NotAnObject { .. }
             | Self::NotBase64 { .. }
             | Self::NotHttpUrl { .. }
             | Self::EmptyCommand
