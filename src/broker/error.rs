@@ -17,7 +17,9 @@ use crate::wire::{ErrorCode, ErrorObject, to_raw};
 #[non_exhaustive]
 pub(crate) enum CallError {
     /// The connection belongs to an extension the broker does not serve.
-    #[error("extension {extension} is not registered with the broker")]
+    #[error(
+        "extension {extension} is not registered with the broker; register it before starting its host"
+    )]
     NotRegistered {
         /// The connection's extension.
         extension: String,
@@ -75,7 +77,9 @@ pub(crate) enum CallError {
     #[error(transparent)]
     Path(#[from] PathError),
     /// The path lies under a root no grant can name (logs, temp).
-    #[error("{root} paths cannot be granted to extensions")]
+    #[error(
+        "{root} paths cannot be granted to extensions; use a path in the workspace, the extension's folder or its storage"
+    )]
     NotGrantable {
         /// The root.
         root: RootKind,
