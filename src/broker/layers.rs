@@ -8,8 +8,8 @@
 //! 3. **permission**: [`check::authorize`] clears what the call [needs](HostCall::needs);
 //! 4. **handler**: the cleared call is served by the module of its family.
 //!
-//! Each layer hands the next a value only it makes (a registered [`Served`], a parsed
-//! [`HostCall`], a [`Cleared`] call), so the order is a matter of types, not of care.
+//! The handler takes a [`Cleared`] call, which only the permission layer makes, so no call can
+//! be served unchecked; the order of the layers is the four lines of `chain`.
 //!
 //! Written as a chain of functions rather than tower `Service`s/`Layer`s: the request changes
 //! type at every step, each step is a plain function of shared broker state, and backpressure is
