@@ -79,15 +79,6 @@ pub enum RegisterError {
     /// The policy's grant has an entry that is not a permission.
     #[error(transparent)]
     Grant(#[from] InvalidGrant),
-    /// Opening the roots, which is done off the runtime's threads, did not finish.
-    #[error("could not open the root folders for extension {id}")]
-    Blocking {
-        /// The extension.
-        id: String,
-        /// Why the task ended.
-        #[source]
-        source: tokio::task::JoinError,
-    },
 }
 
 /// The folders one extension's file calls resolve beneath: the workspace folders, its own
@@ -128,18 +119,6 @@ impl Roots {
             paths,
             strict_paths,
         })
-    }
-
-    /// Opens the roots on a blocking thread: a root on a slow file system must not stall the
-    /// runtime.
-    async fn open_blocking(
-        workspace: Arc<[PathBuf]>,
-        info: ExtensionInfo,
-    ) -> Result<Self, RegisterError> {
-        let id = info.id.clone();
-        tokio::task::spawn_blocking(move || Self::open(&workspace, &info))
-            .await
-            .map_err(|source| RegisterError::Blocking { id, source })?
     }
 
     /// No roots: every path is refused.
@@ -210,8 +189,10 @@ impl Inner {
         Arc::clone(&self.workspace.read().expect("workspace").folders)
     }
 
-    fn generation(&self) -> u64 {
-        self.workspace.read().expect("workspace").generation
+    /// The folders and their generation, read together.
+    fn workspace(&self) -> (Arc<[PathBuf]>, u64) {
+        let workspace = self.workspace.read().expect("workspace");
+        (Arc::clone(&workspace.folders), workspace.generation)
     }
 
     pub(crate) fn private(&self) -> Vec<PathBuf> {
@@ -268,19 +249,18 @@ impl Broker {
     /// # Errors
     /// See [`RegisterError`].
     pub async fn register(&self, info: ExtensionInfo) -> Result<(), RegisterError> {
-        let (roots, generation) = {
-            let _change = self.inner.workspace_change.lock().await;
-            let generation = self.inner.generation();
-            let roots = Roots::open_blocking(self.inner.folders(), info.clone()).await?;
-            (roots, generation)
-        };
+        let (folders, generation) = self.inner.workspace();
+        let roots = Roots::open(&folders, &info)?;
         // The policy may be a prompt the user answers; no lock is held while it is asked.
         let permissions = self.decide(&info).await?;
+        // Had the folders changed meanwhile, the change did not see this extension: its roots
+        // are opened again, with the change's folders.
         let _change = self.inner.workspace_change.lock().await;
-        let roots = if self.inner.generation() == generation {
+        let (folders, now) = self.inner.workspace();
+        let roots = if now == generation {
             roots
         } else {
-            Roots::open_blocking(self.inner.folders(), info.clone()).await?
+            Roots::open(&folders, &info)?
         };
         tracing::info!(extension = %info.id, granted = ?permissions.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(), "extension registered with the broker");
         let served = Arc::new(Served {
@@ -357,9 +337,7 @@ impl Broker {
         tracing::info!(workspace = ?folders, "workspace folders changed");
         let mut first_error = None;
         for extension in self.served() {
-            let roots = match Roots::open_blocking(Arc::clone(&folders), extension.info.clone())
-                .await
-            {
+            let roots = match Roots::open(&folders, &extension.info) {
                 Ok(roots) => roots,
                 Err(err) => {
                     tracing::warn!(extension = %extension.info.id, error = %err, "could not reopen the roots; file calls are refused");
