@@ -21,8 +21,11 @@
 //! - [`process`]: spawning a host with a cleared environment, its IPC socket at fd 3, its output
 //!   captured, and a PID namespace so nothing it starts outlives it. [`process::sys`] holds the
 //!   only `unsafe` code.
-//! - [`broker`]: serving the host API. [`broker::Broker`] rate-limits, checks permissions and
-//!   serves each call; [`broker::DenyAll`] refuses everything and is the manager's default.
+//! - [`broker`]: serving the host API. [`broker::Broker`] parses each request once into a typed
+//!   call that names its permission and scope, then runs it through identity, rate limit and
+//!   permission layers to its handler (files, secrets, the embedder's [`broker::UiHandler`] and
+//!   [`broker::CommandRouter`]); [`broker::DenyAll`] refuses everything and is the manager's
+//!   default.
 //! - [`permissions`]: permission strings with path, host and command scopes, grants, and the
 //!   effective set (asked for ∩ granted, deny wins).
 //! - [`paths`]: turning the paths extensions send into files opened beneath an allowed root.

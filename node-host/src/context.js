@@ -5,6 +5,7 @@
 // host itself grants nothing. Parameter shapes are documented in node-host/README.md.
 
 const { format } = require('node:util');
+const { cancellationToken } = require('./commands');
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
@@ -41,6 +42,13 @@ function createContext({ extensionId, extensionPath, storagePath, commands, conn
     subscriptions: [],
     commands: {
       registerCommand: (id, handler) => commands.register(id, handler),
+      // The extension's own commands run here, as its own code; any other command is a request
+      // the broker checks against `commands.execute` and the embedder routes to its host.
+      executeCommand: async (id, ...args) => {
+        const own = commands.get(id);
+        if (own !== undefined) return own(...args, cancellationToken(new AbortController().signal));
+        return call('commands/execute', { command: id, args });
+      },
     },
     logger: Object.freeze(logger),
     fs: {
@@ -61,6 +69,10 @@ function createContext({ extensionId, extensionPath, storagePath, commands, conn
     },
     window: {
       showMessage: (level, message) => call('window/showMessage', { level, message }),
+      // Only the options the broker knows are sent: VS Code's others (validateInput, ...) have
+      // no meaning across the wire.
+      showInputBox: ({ title, prompt, placeHolder, value, password } = {}) =>
+        call('window/showInputBox', { title, prompt, placeHolder, value, password }),
     },
     terminal: {
       create: (name) => call('terminal/create', { name }),

@@ -54,6 +54,12 @@ test('each API call is one request with named params, resolving to the broker re
     [() => context.terminal.create('build'), 'terminal/create', { name: 'build' }],
     [() => context.terminal.sendText('t1', 'make\n'), 'terminal/sendText', { id: 't1', text: 'make\n' }],
     [() => context.window.showMessage('warning', 'careful'), 'window/showMessage', { level: 'warning', message: 'careful' }],
+    [() => context.window.showInputBox(), 'window/showInputBox',
+      { title: undefined, prompt: undefined, placeHolder: undefined, value: undefined, password: undefined }],
+    [() => context.window.showInputBox({ prompt: 'Name?', placeHolder: 'ada', password: true, validateInput: () => null }),
+      'window/showInputBox', { title: undefined, prompt: 'Name?', placeHolder: 'ada', value: undefined, password: true }],
+    [() => context.commands.executeCommand('git.commit', 1, 'two'), 'commands/execute', { command: 'git.commit', args: [1, 'two'] }],
+    [() => context.commands.executeCommand('git.status'), 'commands/execute', { command: 'git.status', args: [] }],
     [() => context.network.fetch('https://example.com/'), 'network/fetch',
       { url: 'https://example.com/', method: 'GET', headers: {}, body: undefined }],
     [() => context.network.fetch('https://example.com/', { method: 'POST', headers: { a: 'b' }, body: '{}', signal }),
@@ -67,6 +73,13 @@ test('each API call is one request with named params, resolving to the broker re
     assert.deepEqual(sent[0].params, params, method);
   }
   assert.equal(sent[0].options.signal, signal);
+});
+
+test("executeCommand runs the extension's own commands itself, with a token last", async () => {
+  const { context, sent } = recordingContext();
+  context.commands.registerCommand('test.own', (a, b, token) => ({ sum: a + b, cancelled: token.isCancellationRequested }));
+  assert.deepEqual(await context.commands.executeCommand('test.own', 2, 3), { sum: 5, cancelled: false });
+  assert.deepEqual(sent, []);
 });
 
 test('writeFile rejects data that is neither text nor bytes', async () => {

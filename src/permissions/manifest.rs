@@ -3,7 +3,7 @@
 //! | permission | scope (after `:`) | unscoped means |
 //! |---|---|---|
 //! | `fileSystem.read`, `fileSystem.write`, `fileSystem.delete` | `[root:]glob`, root `workspace` (default), `storage` or `extension` | the whole workspace (`workspace:**`) |
-//! | `network.http`, `network.webSocket` | `host[:port]`, `*.example.com[:port]` | any host |
+//! | `network.http` | `host[:port]`, `*.example.com[:port]` | any host |
 //! | `commands.execute` | a command id, or a prefix `git.*` | any command |
 //! | `clipboard.read`, `clipboard.write`, `secrets.read`, `secrets.write`, `ui.showMessage`, `ui.input`, `terminal.create`, `terminal.write` | none | |
 //!
@@ -38,8 +38,6 @@ pub enum Permission {
     FileSystemDelete,
     /// HTTP(S) requests.
     NetworkHttp,
-    /// WebSocket connections.
-    NetworkWebSocket,
     /// Read the clipboard.
     ClipboardRead,
     /// Write the clipboard.
@@ -75,12 +73,11 @@ pub enum ScopeKind {
 
 impl Permission {
     /// Every permission, in documentation order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 13] = [
         Self::FileSystemRead,
         Self::FileSystemWrite,
         Self::FileSystemDelete,
         Self::NetworkHttp,
-        Self::NetworkWebSocket,
         Self::ClipboardRead,
         Self::ClipboardWrite,
         Self::SecretsRead,
@@ -100,7 +97,6 @@ impl Permission {
             Self::FileSystemWrite => "fileSystem.write",
             Self::FileSystemDelete => "fileSystem.delete",
             Self::NetworkHttp => "network.http",
-            Self::NetworkWebSocket => "network.webSocket",
             Self::ClipboardRead => "clipboard.read",
             Self::ClipboardWrite => "clipboard.write",
             Self::SecretsRead => "secrets.read",
@@ -126,7 +122,7 @@ impl Permission {
             Self::FileSystemRead | Self::FileSystemWrite | Self::FileSystemDelete => {
                 ScopeKind::Path
             }
-            Self::NetworkHttp | Self::NetworkWebSocket => ScopeKind::Host,
+            Self::NetworkHttp => ScopeKind::Host,
             Self::CommandsExecute => ScopeKind::Command,
             _ => ScopeKind::None,
         }
@@ -202,12 +198,20 @@ pub struct PermissionParseError {
     pub problem: String,
 }
 
+/// Names that were permissions and are not any more, with what to do instead. Every permission
+/// that can be granted is checked by some host call; one that no call uses would promise
+/// something nothing enforces, so it is refused by name rather than granted for nothing.
+const RETIRED: &[(&str, &str)] = &[(
+    "network.webSocket",
+    "no host call opens WebSocket connections, so a grant of it allowed nothing; remove it from the manifest",
+)];
+
 impl PermissionRequest {
     /// Parses `family.action[:scope]`.
     ///
     /// # Errors
-    /// An unknown permission (the message lists the valid ones), a scope on a permission that
-    /// takes none, or a malformed scope.
+    /// An unknown permission (the message lists the valid ones), a retired one (the message says
+    /// why), a scope on a permission that takes none, or a malformed scope.
     pub fn parse(entry: &str) -> Result<Self, PermissionParseError> {
         let fail = |problem: String| PermissionParseError {
             entry: entry.to_owned(),
@@ -217,6 +221,9 @@ impl PermissionRequest {
             Some((name, scope)) => (name, Some(scope)),
             None => (entry, None),
         };
+        if let Some((_, why)) = RETIRED.iter().find(|(retired, _)| *retired == name) {
+            return Err(fail(format!("`{name}` is no longer a permission: {why}")));
+        }
         let permission = Permission::from_name(name).ok_or_else(|| {
             let valid: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
             fail(format!(
@@ -428,6 +435,10 @@ mod tests {
             ("network.http:example.com:0", "is not a port"),
             ("network.http:example.com:99999", "is not a port"),
             ("commands.execute:rm -rf", "is not a command id"),
+            (
+                "network.webSocket:a.com",
+                "`network.webSocket` is no longer a permission: no host call opens WebSocket connections",
+            ),
             ("", "unknown permission"),
         ];
         for (entry, needle) in table {
@@ -592,7 +603,7 @@ mod tests {
                 "{entry} {host}:{port}"
             );
         }
-        assert!(!p("network.http").covers_host(Permission::NetworkWebSocket, "a.com", 443));
+        assert!(!p("network.http").covers_host(Permission::CommandsExecute, "a.com", 443));
     }
 
     #[test]
