@@ -270,19 +270,21 @@ impl SupervisorBuilder {
             broker.set_secret_storage(storage.clone());
         }
         add_private(&mut self.sandbox, &self.private);
-        Ok(Supervisor {
-            inner: Arc::new(Inner {
-                manager: ExtensionHostManager::new(Arc::new(broker.clone())),
-                broker,
-                node,
-                sandbox: self.sandbox,
-                options: self.options,
-                secrets,
-                private: self.private,
-                views: tokio::sync::Mutex::new(()),
-                stopping: CancellationToken::new(),
-            }),
-        })
+        let router = Arc::new(HostRouter::default());
+        broker.set_command_router(router.clone());
+        let inner = Arc::new(Inner {
+            manager: ExtensionHostManager::new(Arc::new(broker.clone())),
+            broker,
+            node,
+            sandbox: self.sandbox,
+            options: self.options,
+            secrets,
+            private: self.private,
+            views: tokio::sync::Mutex::new(()),
+            stopping: CancellationToken::new(),
+        });
+        let _ = router.inner.set(Arc::downgrade(&inner));
+        Ok(Supervisor { inner })
     }
 }
 
@@ -305,6 +307,47 @@ fn isolate_private_files(private: &[PathBuf]) {
                 }
             }
         }
+    }
+}
+
+/// Runs `commands/execute` calls (checked by the broker against the caller's
+/// `commands.execute` scope) in the host that registered the command.
+#[derive(Default)]
+struct HostRouter {
+    inner: std::sync::OnceLock<std::sync::Weak<Inner>>,
+}
+
+impl crate::broker::CommandRouter for HostRouter {
+    fn execute(
+        &self,
+        caller: &str,
+        command: &str,
+        args: Box<RawValue>,
+    ) -> crate::broker::CommandFuture {
+        use crate::wire::{ErrorCode, ErrorObject};
+        let inner = self.inner.get().and_then(std::sync::Weak::upgrade);
+        let caller = caller.to_owned();
+        let command = command.to_owned();
+        Box::pin(async move {
+            let not_found = || {
+                ErrorObject::new(
+                    ErrorCode::CommandNotFound,
+                    format!("no running extension has registered the command {command}"),
+                )
+            };
+            let inner = inner.ok_or_else(not_found)?;
+            // The caller's own commands run inside its host, never through here.
+            let target = inner
+                .manager
+                .hosts()
+                .into_iter()
+                .find(|h| h.id() != caller && h.status().commands.contains(&command))
+                .ok_or_else(not_found)?;
+            target
+                .execute_command(&command, &args)
+                .await
+                .map_err(|err| err.to_error_object())
+        })
     }
 }
 
