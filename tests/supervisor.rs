@@ -35,7 +35,7 @@ impl Workspace {
     }
 }
 
-async fn builder(env: &Env) -> dscode_extension_host::SupervisorBuilder {
+fn builder(env: &Env) -> dscode_extension_host::SupervisorBuilder {
     Supervisor::builder()
         .node_runtime(env.node.clone())
         .sandbox(sandbox())
@@ -65,7 +65,6 @@ async fn an_added_extension_gets_its_grant_in_the_broker_and_its_sandbox() {
         .unwrap();
     file.save().unwrap();
     let supervisor = builder(&env)
-        .await
         .workspace([ws.root()])
         .policy(GrantsOnDisk::new(&grants_path))
         .build()
@@ -115,7 +114,6 @@ async fn workspace_folders_can_change_and_views_follow() {
         .grant("test.api-client", "1.0.0", &[], "fileSystem.read")
         .unwrap();
     let supervisor = builder(&env)
-        .await
         .workspace([old.root()])
         .policy(grants)
         .build()
@@ -169,7 +167,7 @@ async fn an_extension_runs_another_extensions_command_within_its_scope() {
                 .grant("test.api-client", "1.0.0", &[], "commands.execute")
                 .unwrap();
         }
-        let supervisor = builder(&env).await.policy(grants).build().await.unwrap();
+        let supervisor = builder(&env).policy(grants).build().await.unwrap();
         for extension in [common::fixture("api-client"), common::example("hello")] {
             supervisor
                 .add_extension(extension)
@@ -199,7 +197,7 @@ async fn an_extension_runs_another_extensions_command_within_its_scope() {
 #[tokio::test(flavor = "multi_thread")]
 async fn extensions_are_removed_and_ids_stay_unique() {
     let env = Env::new();
-    let supervisor = builder(&env).await.build().await.unwrap();
+    let supervisor = builder(&env).build().await.unwrap();
     let hello = supervisor
         .add_extension(common::example("hello"))
         .await
@@ -242,7 +240,6 @@ async fn private_paths_are_refused_inside_a_granted_folder() {
         .grant("test.api-client", "1.0.0", &[], "fileSystem.read")
         .unwrap();
     let supervisor = builder(&env)
-        .await
         .workspace([ws.root()])
         .policy(grants)
         .private_paths([secret.to_owned()])
