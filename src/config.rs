@@ -104,6 +104,10 @@ pub struct SupervisorSection {
     /// The grants file; default `grants.toml` in the state folder
     /// ([`crate::runtime::state_dir`]), where no workspace grant can reach it.
     pub grants: Option<PathBuf>,
+    /// Control clients connected at once (default 64); one more is closed as it arrives.
+    pub control_max_clients: Option<usize>,
+    /// Seconds a control client may stay connected with no request in flight (default 300).
+    pub control_idle_timeout_s: Option<u64>,
 }
 
 /// `[[extension]]`.
@@ -386,6 +390,19 @@ impl Config {
             std::fs::remove_file(&old)?;
         }
         Ok(Some((old, new)))
+    }
+
+    /// What control clients may make the supervisor hold.
+    #[must_use]
+    pub fn control_limits(&self) -> crate::control::ControlLimits {
+        let mut limits = crate::control::ControlLimits::default();
+        if let Some(max) = self.supervisor.control_max_clients {
+            limits.max_clients = max.max(1);
+        }
+        if let Some(idle) = self.supervisor.control_idle_timeout_s {
+            limits.idle_timeout = std::time::Duration::from_secs(idle.max(1));
+        }
+        limits
     }
 
     /// The control socket path, if the file sets one.

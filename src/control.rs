@@ -4,7 +4,8 @@
 //! private directory; only the supervisor's own user can connect.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -176,27 +177,121 @@ impl RequestHandler for ControlHandler {
     }
 }
 
-/// Accepts control connections until the listener fails; run it as a task.
+/// What a control client may make the supervisor hold.
+#[derive(Debug, Clone)]
+pub struct ControlLimits {
+    /// Clients connected at once; one more is closed as it arrives (and logged).
+    pub max_clients: usize,
+    /// A client with no request in flight for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Requests one client may have in flight, and what it may make wait for it unread.
+    pub peer: PeerConfig,
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        Self {
+            max_clients: 64,
+            idle_timeout: Duration::from_secs(300),
+            peer: PeerConfig {
+                max_incoming: 16,
+                max_queued_bytes: 4 * 1024 * 1024,
+                ..PeerConfig::default()
+            },
+        }
+    }
+}
+
+/// Counts a connection's requests in flight and notes when the last one ended.
+#[derive(Debug, Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+/// The control handler of one connection, which keeps its [`Activity`].
+#[derive(Debug, Clone)]
+struct Tracked {
+    handler: ControlHandler,
+    activity: Arc<Activity>,
+}
+
+impl RequestHandler for Tracked {
+    fn handle(&self, request: IncomingRequest) -> HandlerFuture {
+        let activity = Arc::clone(&self.activity);
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        let served = self.handler.handle(request);
+        Box::pin(async move {
+            let result = served.await;
+            activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+            activity.ended.notify_one();
+            result
+        })
+    }
+}
+
+/// Accepts control connections for as long as the task runs, with [`ControlLimits::default`].
 pub async fn serve(listener: PrivateListener, handler: ControlHandler) {
+    serve_with(listener, handler, ControlLimits::default()).await;
+}
+
+/// Accepts control connections for as long as the task runs. Running out of descriptors or
+/// memory is waited out (with a log line) rather than fatal: the listener and its socket file
+/// stay, so the supervisor stays reachable once the pressure is gone.
+pub async fn serve_with(listener: PrivateListener, handler: ControlHandler, limits: ControlLimits) {
+    let clients = Arc::new(tokio::sync::Semaphore::new(limits.max_clients));
+    let mut backoff = Duration::from_millis(10);
     loop {
-        match listener.accept().await {
-            Ok((stream, uid)) => {
-                let (connection, mut events) = Peer::new(
-                    stream,
-                    format!("control client uid {uid}"),
-                    PeerConfig::default(),
-                    Arc::new(handler.clone()),
-                );
-                // Each client lives as long as it keeps its end open.
-                tokio::spawn(async move {
-                    while events.recv().await.is_some() {}
-                    connection.closed().await;
-                });
+        let (stream, uid) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
             }
             Err(err) => {
-                tracing::error!(error = %err, "control socket failed; no longer accepting clients");
-                return;
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays queued in the
+                // kernel until a descriptor frees up; ECONNABORTED: that one client is gone.
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis(), "could not accept a control connection; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
             }
-        }
+        };
+        let Ok(permit) = Arc::clone(&clients).try_acquire_owned() else {
+            tracing::warn!(
+                uid,
+                max = limits.max_clients,
+                "refused a control connection: the control-client budget is spent"
+            );
+            drop(stream);
+            continue;
+        };
+        let activity = Arc::new(Activity::default());
+        let (connection, mut events) = Peer::new(
+            stream,
+            format!("control client uid {uid}"),
+            limits.peer.clone(),
+            Arc::new(Tracked {
+                handler: handler.clone(),
+                activity: Arc::clone(&activity),
+            }),
+        );
+        let idle = limits.idle_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                tokio::select! {
+                    event = events.recv() => if event.is_none() { break },
+                    () = activity.ended.notified() => {}
+                    () = tokio::time::sleep(idle) => {
+                        if activity.in_flight.load(Ordering::SeqCst) == 0 {
+                            tracing::info!(uid, idle_s = idle.as_secs(), "closed an idle control connection");
+                            connection.close();
+                            break;
+                        }
+                    }
+                }
+            }
+            connection.closed().await;
+        });
     }
 }

@@ -79,6 +79,17 @@ pub mod secrets;
 pub mod supervisor;
 
 pub use supervisor::{Supervisor, SupervisorBuilder, SupervisorError};
+
+/// Raises this process's soft limit on open files to its hard limit and returns the new limit.
+/// Each running host costs the supervisor about five descriptors (its socket, two output pipes,
+/// its process handle, its cgroup files while it starts), so a supervisor of many hosts should
+/// call this first; `dscode-exthost run` does.
+///
+/// # Errors
+/// If the limit cannot be read or set.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    process::sys::raise_fd_limit()
+}
 pub mod wire;
 
 /// The README's code blocks, compiled as doc tests so the embedding example cannot rot.

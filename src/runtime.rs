@@ -15,18 +15,73 @@ mod embedded {
 
 pub use embedded::{EXAMPLE_EXTENSIONS, NODE_HOST};
 
-/// The supervisor's private runtime directory: `$XDG_RUNTIME_DIR/dscode-exthost`, or
-/// `/tmp/dscode-exthost-<uid>` without one. Created with mode 0700 and checked to be ours.
+/// Where the supervisor's runtime directory is expected: `$RUNTIME_DIRECTORY` (systemd's
+/// `RuntimeDirectory=`), else `$XDG_RUNTIME_DIR/dscode-exthost`, else `/run/dscode-exthost` for
+/// root, else `/tmp/dscode-exthost-<uid>`. Nothing is created; clients look here.
+#[must_use]
+pub fn expected_runtime_dir() -> PathBuf {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dirs) = std::env::var_os("RUNTIME_DIRECTORY") {
+        let first = dirs.to_string_lossy().split(':').next().map(PathBuf::from);
+        if let Some(dir) = first.filter(|p| p.is_absolute()) {
+            return dir;
+        }
+    }
+    if let Some(base) = absolute("XDG_RUNTIME_DIR") {
+        return base.join("dscode-exthost");
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/dscode-exthost");
+    }
+    std::env::temp_dir().join(format!("dscode-exthost-{uid}"))
+}
+
+/// The supervisor's private runtime directory ([`expected_runtime_dir`]), created with mode
+/// 0700 and checked to be ours. Under `/tmp`, where anyone may create a name first, a directory
+/// someone else made there does not stop the supervisor: it uses a fresh directory of its own
+/// beside it (and says so; clients then need `--socket`).
 ///
 /// # Errors
-/// If the directory cannot be created or belongs to someone else.
+/// If no private directory can be made.
 pub fn runtime_dir() -> Result<PathBuf, SocketError> {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute()) {
-        Some(base) => PathBuf::from(base).join("dscode-exthost"),
-        None => std::env::temp_dir().join(format!("dscode-exthost-{}", nix::unistd::geteuid())),
-    };
-    ensure_private_dir(&dir)?;
-    Ok(dir)
+    let dir = expected_runtime_dir();
+    match ensure_private_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(SocketError::NotPrivate { .. }) if dir.starts_with(std::env::temp_dir()) => {
+            let fresh = fresh_private_dir(&dir)?;
+            tracing::warn!(squatted = %dir.display(), using = %fresh.display(), "the runtime directory is taken by someone else; using a fresh one (clients need --socket)");
+            Ok(fresh)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A new directory `<dir>-<random>`, created (never reused) with mode 0700.
+fn fresh_private_dir(dir: &Path) -> Result<PathBuf, SocketError> {
+    use std::hash::BuildHasher;
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = None;
+    for attempt in 0u32..16 {
+        let token =
+            std::collections::hash_map::RandomState::new().hash_one((std::process::id(), attempt));
+        let fresh = PathBuf::from(format!("{}-{token:016x}", dir.display()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&fresh) {
+            Ok(()) => {
+                ensure_private_dir(&fresh)?;
+                return Ok(fresh);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(SocketError::Io {
+        path: dir.to_owned(),
+        source: last.unwrap_or_else(|| io::Error::other("no fresh directory")),
+    })
 }
 
 /// The supervisor's state folder, where it keeps the grants file: `$STATE_DIRECTORY` (what

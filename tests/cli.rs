@@ -563,3 +563,168 @@ fn a_handshake_secret_reaches_its_host_and_leaks_nowhere() {
         String::from_utf8_lossy(&listed.stdout)
     );
 }
+
+/// Connects a raw client to the control socket; `None` once the supervisor closes it at once.
+fn raw_client(socket: &Path) -> Option<std::os::unix::net::UnixStream> {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        // Closed by the supervisor: refused.
+        Ok(0) => None,
+        // Still open and silent (a timeout): admitted.
+        _ => Some(stream),
+    }
+}
+
+/// The control socket outlives a descriptor shortage and a crowd of idle clients: clients
+/// beyond the budget are closed as they arrive, idle ones are closed after the timeout, and a
+/// supervisor out of file descriptors keeps its listener (and the socket file) and answers
+/// again once they are back.
+#[test]
+fn the_control_socket_survives_fd_exhaustion_crowds_and_idlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("{}", extension(&example("hello"))));
+    // The budget and the idle timeout small enough to see; the supervisor's open files capped
+    // (prlimit from util-linux), since raising them to the hard limit is what `run` does first.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[supervisor]\n",
+        "[supervisor]\ncontrol_max_clients = 8\ncontrol_idle_timeout_s = 4\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new("prlimit")
+        .arg("--nofile=96:96")
+        .arg(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn supervisor under prlimit");
+    let sup = Supervisor { child, dir };
+    sup.wait_running(1);
+    let socket = sup.socket();
+
+    // A crowd: the budget's worth are admitted, the rest are closed on arrival, and while the
+    // crowd stays the budget is spent for everyone.
+    let crowd: Vec<_> = (0..12).map(|_| raw_client(&socket)).collect();
+    let admitted = crowd.iter().filter(|c| c.is_some()).count();
+    assert_eq!(
+        admitted, 8,
+        "{admitted} of 12 clients admitted with a budget of 8"
+    );
+    let out = sup.cli(&["status", "--json"]);
+    assert!(!out.status.success(), "status got through a spent budget");
+    // Idle clients are closed after the timeout, which frees the budget (the crowd is still
+    // held open on our side).
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(sup.status()["hosts"].is_array());
+    drop(crowd);
+
+    // Out of descriptors: hold more connections than the supervisor has fds for (the budget is
+    // not what stops them: most are still pending in the kernel's queue).
+    let mut hoard = Vec::new();
+    for _ in 0..200 {
+        if let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) {
+            hoard.push(stream);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(socket.exists(), "the socket file is still there");
+    drop(hoard);
+    // Once descriptors are back, it answers again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = sup.cli(&["status", "--json"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the supervisor never answered again: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Someone else's directory at the supervisor's /tmp fallback does not stop it: it runs from a
+/// fresh private directory beside it and says where.
+#[test]
+fn a_squatted_runtime_directory_does_not_stop_the_supervisor() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        // Root's runtime directory is /run/dscode-exthost, which no one else can create; the
+        // /tmp fallback is a user's. (The unprivileged run of this suite covers it.)
+        eprintln!("root uses /run/dscode-exthost: nothing to squat under /tmp");
+        return;
+    }
+    let squatted = tmp.path().join(format!("dscode-exthost-{uid}"));
+    std::fs::create_dir(&squatted).unwrap();
+    std::fs::set_permissions(&squatted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = tmp.path().join("exthost.toml");
+    std::fs::write(&config, extension(&example("hello"))).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env("TMPDIR", tmp.path())
+        .env("XDG_STATE_HOME", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fresh = loop {
+        let found = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p != &squatted
+                    && p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&format!("dscode-exthost-{uid}-"))
+                    && p.join("control.sock").exists()
+            });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fresh runtime directory appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--socket"])
+        .arg(fresh.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().try_into().unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}

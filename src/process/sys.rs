@@ -1005,3 +1005,22 @@ pub fn idmap_userns(disk: (u32, u32), host: (u32, u32)) -> io::Result<std::os::f
     }
     result
 }
+
+/// Raises the soft limit on open files to the hard limit, and returns it.
+///
+/// # Errors
+/// If getrlimit or setrlimit fails.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill in.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) })?;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit for the duration of the call.
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) })?;
+    }
+    Ok(limit.rlim_cur)
+}

@@ -77,10 +77,7 @@ pub(crate) async fn edit(edit: Edit, args: GrantArgs) -> anyhow::Result<()> {
 async fn reload(socket: Option<std::path::PathBuf>, config: &Config) {
     let socket = match socket.or_else(|| config.control_socket()) {
         Some(socket) => socket,
-        None => match crate::default_socket() {
-            Ok(socket) => socket,
-            Err(_) => return,
-        },
+        None => crate::default_socket(),
     };
     let client = IpcManager::new().with_retry(RetryPolicy {
         attempts: 1,

@@ -137,7 +137,13 @@ fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
     }
 }
 
-pub(crate) fn default_socket() -> anyhow::Result<PathBuf> {
+/// Where a client looks for a running supervisor's control socket (it creates nothing).
+pub(crate) fn default_socket() -> PathBuf {
+    dscode_extension_host::runtime::expected_runtime_dir().join("control.sock")
+}
+
+/// Where `run` puts its control socket: the runtime directory, made if need be.
+fn own_socket() -> anyhow::Result<PathBuf> {
     Ok(runtime_dir()
         .context("failed to prepare the runtime directory")?
         .join("control.sock"))
@@ -224,18 +230,23 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
     if let Err(err) = dscode_extension_host::process::sys::set_non_dumpable() {
         tracing::warn!(error = %err, "could not mark the supervisor non-dumpable");
     }
+    match dscode_extension_host::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
+    }
     let supervisor = Supervisor::from_config(&config).await?;
     let socket = match config.control_socket() {
         Some(path) => path,
-        None => default_socket()?,
+        None => own_socket()?,
     };
     let listener = PrivateListener::bind(&socket)
         .await
         .context("failed to open the control socket")?;
     tracing::info!(socket = %socket.display(), hosts = supervisor.hosts().len(), "supervisor running");
-    let server = tokio::spawn(control::serve(
+    let server = tokio::spawn(control::serve_with(
         listener,
         ControlHandler::new(supervisor.clone()),
+        config.control_limits(),
     ));
     for (id, result) in supervisor.start_all().await {
         if let Err(err) = result {
@@ -264,7 +275,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 async fn connect(socket: Option<PathBuf>) -> anyhow::Result<dscode_extension_host::rpc::Peer> {
     let socket = match socket {
         Some(path) => path,
-        None => default_socket()?,
+        None => default_socket(),
     };
     let (connection, _events) = IpcManager::new()
         .connect(&socket, Arc::new(NoMethods))
