@@ -587,7 +587,7 @@ fn raw_client(socket: &Path) -> Option<std::os::unix::net::UnixStream> {
 #[test]
 fn the_control_socket_survives_fd_exhaustion_crowds_and_idlers() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &format!("{}", extension(&example("hello"))));
+    let config = write_config(dir.path(), &extension(&example("hello")));
     // The budget and the idle timeout small enough to see; the supervisor's open files capped
     // (prlimit from util-linux), since raising them to the hard limit is what `run` does first.
     let text = std::fs::read_to_string(&config).unwrap().replacen(
