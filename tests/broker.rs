@@ -467,7 +467,12 @@ async fn a_flooding_extension_is_limited_and_another_keeps_its_latency() {
         let flooder = flooder.clone();
         let target = target.clone();
         tokio::spawn(async move {
-            let tally = call(&flooder, "api.floodFor", serde_json::json!([target, 64, 4000])).await;
+            let tally = call(
+                &flooder,
+                "api.floodFor",
+                serde_json::json!([target, 64, 4000]),
+            )
+            .await;
             (tally, Instant::now())
         })
     };
@@ -478,7 +483,10 @@ async fn a_flooding_extension_is_limited_and_another_keeps_its_latency() {
         if code(&probe) == "RateLimited" {
             break;
         }
-        assert!(under_way.elapsed() < Duration::from_secs(10), "the flood never started");
+        assert!(
+            under_way.elapsed() < Duration::from_secs(10),
+            "the flood never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let during = sample(victim.clone(), target.clone()).await;
