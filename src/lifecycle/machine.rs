@@ -1128,3 +1128,6 @@ fn launch_failure(err: &LaunchError) -> Failure {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
