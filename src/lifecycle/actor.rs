@@ -533,3 +533,6 @@ impl Waiters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
