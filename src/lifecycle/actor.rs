@@ -49,7 +49,7 @@ type Operation = Pin<Box<dyn Future<Output = Done> + Send>>;
 
 /// How an effect ended, with what it hands back.
 enum Done {
-    Spawned(Result<LiveHost, LaunchError>),
+    Spawned(Result<Box<LiveHost>, LaunchError>),
     Staged(Box<LiveHost>, Result<Box<Enforced>, StageError>),
     Handshake(Transport, Result<(), HandshakeError>),
     Cgroup(Result<(), CgroupError>),
@@ -83,8 +83,8 @@ pub(crate) struct Actor {
     /// While the machine watches the running host; the connection's events and its closing
     /// are read only then.
     watchdog: Option<Watchdog>,
-    events_open: bool,
-    closed_reported: bool,
+    /// Until every handle is gone: a closed channel is reported once, not read again.
+    control_open: bool,
     inputs: VecDeque<Input>,
     ended: bool,
 }
@@ -111,8 +111,7 @@ impl Actor {
             operation: None,
             timers: Timers::default(),
             watchdog: None,
-            events_open: false,
-            closed_reported: false,
+            control_open: true,
             inputs: VecDeque::new(),
             ended: false,
         };
@@ -142,8 +141,8 @@ impl Actor {
                 let child = (!host.exited).then_some(&mut host.process.child);
                 let (events, connection) = match &mut host.connection {
                     Some((peer, events)) if supervised => (
-                        self.events_open.then_some(events),
-                        (!self.closed_reported).then_some(&*peer),
+                        host.events_open.then_some(events),
+                        (!host.closed_reported).then_some(&*peer),
                     ),
                     _ => (None, None),
                 };
@@ -152,7 +151,7 @@ impl Actor {
             None => (None, None, None, None),
         };
         tokio::select! {
-            control = self.control.recv() => Wake::Control(control),
+            control = self.control.recv(), if self.control_open => Wake::Control(control),
             done = next_done(&mut self.operation) => Wake::Done(done),
             status = exit_of(child) => Wake::Exited(status),
             kind = self.timers.next() => Wake::Timer(kind),
@@ -165,7 +164,10 @@ impl Actor {
     /// What the machine is told about a wake-up, if anything.
     async fn input(&mut self, wake: Wake) -> Option<Input> {
         match wake {
-            Wake::Control(None) => Some(Input::HandleDropped),
+            Wake::Control(None) => {
+                self.control_open = false;
+                Some(Input::HandleDropped)
+            }
             Wake::Control(Some(control)) => self.control_input(control),
             Wake::Done(done) => self.done_input(done),
             Wake::Exited(status) => Some(self.exit_input(status).await),
@@ -190,11 +192,11 @@ impl Actor {
                 None
             }
             Wake::Event(None) => {
-                self.events_open = false;
+                self.live().events_open = false;
                 None
             }
             Wake::Closed(reason) => {
-                self.closed_reported = true;
+                self.live().closed_reported = true;
                 Some(Input::ConnectionLost {
                     message: chain(&reason),
                 })
@@ -221,7 +223,7 @@ impl Actor {
     fn done_input(&mut self, done: Done) -> Option<Input> {
         Some(match done {
             Done::Spawned(Ok(host)) => {
-                self.host = Some(host);
+                self.host = Some(*host);
                 Input::Spawned
             }
             Done::Spawned(Err(err)) => Input::SpawnFailed(err),
@@ -271,7 +273,7 @@ impl Actor {
             }),
             Action::Spawn => {
                 let spec = Arc::clone(&self.spec);
-                self.begin(async move { Done::Spawned(launch::spawn(spec).await) });
+                self.begin(async move { Done::Spawned(launch::spawn(spec).await.map(Box::new)) });
             }
             Action::ReadStageReport => {
                 let spec = Arc::clone(&self.spec);
@@ -348,10 +350,9 @@ impl Actor {
             .expect("a handshaken host has its transport");
         let (connection, events): (Peer, Events) = Peer::start(transport, &*id, config, broker);
         host.connection = Some((connection.clone(), events));
+        host.events_open = true;
         self.status
             .send_modify(|status| status.connection = Some(connection.clone()));
-        self.events_open = true;
-        self.closed_reported = false;
         self.begin(async move { Done::Activation(handshake::activate(connection, timeout).await) });
     }
 
@@ -525,7 +526,7 @@ impl Waiters {
                 drop(tx.send(Err(StartError::Stopped { id: host() })));
             }
             (Waiter::Start(tx), Answer::Gone) => {
-                drop(tx.send(Err(StartError::Gone { id: host() })))
+                drop(tx.send(Err(StartError::Gone { id: host() })));
             }
             (Waiter::Stop(tx), Answer::Stopped) => drop(tx.send(())),
             (Waiter::View(tx), Answer::View(change)) => drop(tx.send(change)),

@@ -31,6 +31,10 @@ pub(crate) struct LiveHost {
     pub(crate) connection: Option<(Peer, Events)>,
     /// Whether its exit has been seen (a reaped child is not waited for again).
     pub(crate) exited: bool,
+    /// Whether the connection's events are still coming.
+    pub(crate) events_open: bool,
+    /// Whether the connection's closing has been reported (it is reported once).
+    pub(crate) closed_reported: bool,
 }
 
 /// What the sandbox reported for a fresh process.
@@ -180,6 +184,8 @@ pub(crate) async fn spawn(spec: Arc<HostSpec>) -> Result<LiveHost, LaunchError> 
         transport: None,
         connection: None,
         exited: false,
+        events_open: false,
+        closed_reported: false,
     })
 }
 

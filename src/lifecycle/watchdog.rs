@@ -141,6 +141,8 @@ pub(crate) struct Watchdog {
     ticking: bool,
     tick: Interval,
     last_check: Instant,
+    /// It raises one alarm: what follows is the machine's business.
+    raised: bool,
 }
 
 impl Watchdog {
@@ -158,14 +160,24 @@ impl Watchdog {
             ticking: limits.active(),
             tick,
             last_check: now,
+            raised: false,
         }
     }
 
-    /// Waits for the next alarm.
+    /// Waits for the alarm; after it, waits forever.
     ///
     /// # Cancel safety
     /// Cancel safe: what it has seen is kept in `self`, and every wait inside is cancel safe.
     pub(crate) async fn alarm(&mut self, limits: &mut LimitGuard) -> Alarm {
+        if self.raised {
+            return std::future::pending().await;
+        }
+        let alarm = self.watch(limits).await;
+        self.raised = true;
+        alarm
+    }
+
+    async fn watch(&mut self, limits: &mut LimitGuard) -> Alarm {
         loop {
             let over = tokio::select! {
                 _ = self.tick.tick(), if self.ticking => limits.exceeded(Look::Scheduled),

@@ -1,6 +1,6 @@
 //! The system calls behind host containment; the only place in the crate with `unsafe`.
 //!
-//! Everything in [`contain_in_child`] runs in the child between `fork` and `exec`, where the parent
+//! Everything in `contain_in_child` runs in the child between `fork` and `exec`, where the parent
 //! may have held locks in other threads, so it only makes async-signal-safe system calls and never
 //! allocates: every buffer it needs is prepared before the fork.
 #![allow(unsafe_code)]
