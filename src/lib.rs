@@ -15,9 +15,14 @@
 //!   framed socket for the handshake before that; [`rpc::PrivateListener`] is the private,
 //!   peer-checked socket for control clients, [`rpc::IpcManager`] its client.
 //! - [`lifecycle`]: keeping hosts alive. [`lifecycle::state`] is the pure transition table,
-//!   [`lifecycle::backoff`] the pure restart budget; a task per host (private `job` module) owns
-//!   the child and reacts to exits, hangs and control messages; [`lifecycle::HostHandle`] and
-//!   [`lifecycle::ExtensionHostManager`] are what callers hold.
+//!   [`lifecycle::backoff`] the pure restart budget. The private `machine` builds the sans-IO
+//!   lifecycle on both: `Machine::step(now, input)` returns actions and does no I/O, and its
+//!   table tests pin every path down. The private `actor`, one task per host, owns the child and
+//!   turns control messages, the child's exit, timers, the watchdog and the connection into
+//!   inputs, then performs the actions, with the effects by concern in `launch` (sandbox,
+//!   spawn, stage report, cgroup), `handshake` (handshake and activation), `watchdog`
+//!   (heartbeats and limits), `stop` (shutdown message and signals) and `notifications`.
+//!   [`lifecycle::HostHandle`] and [`lifecycle::ExtensionHostManager`] are what callers hold.
 //! - [`process`]: spawning a host with a cleared environment, its IPC socket at fd 3, its output
 //!   captured, and a PID namespace so nothing it starts outlives it. [`process::sys`] holds the
 //!   only `unsafe` code.
@@ -37,12 +42,15 @@
 //!
 //! # Theory of operation
 //!
-//! [`lifecycle::HostHandle::start`] sends a message to the host's task, which spawns the host:
-//! a shim process that unshares a PID namespace and forks the real host as its PID 1, with one
-//! end of a socketpair at fd 3. The task frames its end as an [`rpc::Transport`] and reads the
-//! host's `handshake`; it answers with the authoritative extension id and settings, hands the
-//! transport to [`rpc::Peer::start`], and sends the request `extension/activate`. Its answer
-//! (the registered commands) makes the host Running.
+//! [`lifecycle::HostHandle::start`] sends a message to the host's actor, whose machine answers
+//! Starting and a spawn; the actor spawns the host: a shim process that unshares a PID
+//! namespace and forks the real host as its PID 1, with one end of a socketpair at fd 3. Each
+//! step that follows is an action the machine asks for once the last one reported back: the
+//! sandbox stage's report, the handshake (the actor frames its end as an [`rpc::Transport`],
+//! reads the host's `handshake` and answers with the authoritative extension id and settings),
+//! the move into the cgroup, and activation (the transport goes to [`rpc::Peer::start`] and the
+//! request `extension/activate` is sent). Its answer (the registered commands) makes the host
+//! Running.
 //!
 //! A call such as [`lifecycle::HostHandle::execute_command`] takes a fresh id and a one-shot
 //! waiter for it from the peer's pending table in one step, encodes a `request` with that id
@@ -57,9 +65,12 @@
 //! Requests the host makes (`fs/readFile`, ...) arrive on the same connection; each is admitted
 //! (at most `max_incoming` in flight, beyond that `Busy`; an id already in flight is refused),
 //! runs in a task of its own and goes to the broker with the caller's identity taken from the
-//! connection, never from the message. Heartbeats from the host's event loop reset a deadline in
-//! the host's task; when the deadline passes, or the process exits, the task records why, kills
-//! the process group, and restarts with backoff until the restart budget is spent.
+//! connection, never from the message. Heartbeats from the host's event loop reset the
+//! watchdog's deadline in the host's actor; when the deadline passes, or the process exits, the
+//! actor tells its machine, which publishes why (Unhealthy), has the process group killed, and
+//! arms the backoff before the next start, until the restart budget is spent. A stop is the
+//! same: the machine sends the shutdown message, then SIGTERM and SIGKILL as its grace timers
+//! fire, and a backoff it interrupts ends at once.
 
 #![deny(unsafe_code)]
 

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, example, fast, fixture, json, raw};
-use dscode_extension_host::lifecycle::ExtensionHostState;
+use dscode_extension_host::lifecycle::{CallError, ExtensionHostState};
 use dscode_extension_host::process::Containment;
 use dscode_extension_host::rpc::{RequestError, RequestStage};
 use dscode_extension_host::wire::ErrorCode;
@@ -43,14 +43,15 @@ async fn unknown_command_and_throwing_command_are_structured_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RequestError::Remote(e) if e.is(ErrorCode::CommandNotFound)),
+        err.remote()
+            .is_some_and(|e| e.is(ErrorCode::CommandNotFound)),
         "{err}"
     );
     let err = host
         .execute_command("faulty.throw", &raw("[]"))
         .await
         .unwrap_err();
-    let RequestError::Remote(error) = &err else {
+    let Some(error) = err.remote() else {
         panic!("{err}")
     };
     assert!(
@@ -135,10 +136,10 @@ async fn a_request_that_outlives_its_timeout_errors_and_the_late_reply_is_ignore
     assert!(
         matches!(
             err,
-            RequestError::Timeout {
+            CallError::Request(RequestError::Timeout {
                 stage: RequestStage::AwaitingAnswer,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -212,10 +213,10 @@ async fn cancelling_a_request_reaches_the_extensions_token() {
     assert!(
         matches!(
             err,
-            RequestError::Cancelled {
+            CallError::Request(RequestError::Cancelled {
                 stage: RequestStage::AwaitingAnswer,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -252,7 +253,10 @@ async fn echo_forwards_params_untouched_and_big_payloads_fit() {
         .request("host/echo", Some(raw(&too_big)))
         .await
         .unwrap_err();
-    assert!(matches!(err, RequestError::Encode(_)), "{err}");
+    assert!(
+        matches!(err, CallError::Request(RequestError::Encode(_))),
+        "{err}"
+    );
     assert_eq!(
         json(&host.request("host/echo", Some(raw("[1]"))).await.unwrap()),
         serde_json::json!([1])

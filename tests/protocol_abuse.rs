@@ -138,7 +138,7 @@ async fn frame_level_errors_end_only_the_offending_connection() {
 /// shutdown message cannot be queued either, so the host is terminated after the grace period.
 #[tokio::test]
 async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
-    use dscode_extension_host::lifecycle::StopOutcome;
+    use dscode_extension_host::lifecycle::{CallError, StopOutcome};
     use dscode_extension_host::rpc::{RequestError, RequestStage};
 
     let manager = ExtensionHostManager::new(Arc::new(DenyAll));
@@ -164,7 +164,9 @@ async fn a_host_that_stops_reading_cannot_wedge_requests_or_stop() {
         .await
         .expect("a request to a deaf host must end at its deadline");
         match outcome {
-            Err(RequestError::Timeout { after, stage, .. }) if after == deadline => {
+            Err(CallError::Request(RequestError::Timeout { after, stage, .. }))
+                if after == deadline =>
+            {
                 stages.push(stage);
             }
             other => panic!("expected a timeout, got {other:?}"),

@@ -1547,12 +1547,17 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
     assert_eq!(read_direct().await["ok"], "direct");
 
     // A stop right behind a new view wins: the restart ends in Stopped, and says so.
+    let mut events = host.subscribe();
     let narrowing = view(&[]);
     let stopping = {
         let host = host.clone();
         async move { host.stop().await }
     };
-    let (narrowed, ()) = tokio::join!(narrowing, stopping);
+    let (narrowed, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(narrowing, stopping)
+    })
+    .await
+    .expect("the new view and the stop both end");
     assert!(
         matches!(
             narrowed,
@@ -1560,8 +1565,18 @@ async fn a_new_direct_view_restarts_a_live_host_and_nothing_else() {
         ),
         "{narrowed:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(host.state(), S::Stopped, "a stopped host stays stopped");
+    // A round trip through the host's task after both: everything they caused is published by
+    // the time it is answered, so a restart behind the stop would be seen here.
+    assert_eq!(view(&[]).await.unwrap(), ViewChange::Unchanged);
+    let seen: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|c| c.to)
+        .collect();
+    assert_eq!(
+        seen,
+        [S::Stopping, S::Stopped],
+        "a stopped host stays stopped"
+    );
+    assert_eq!(host.state(), S::Stopped);
 }
 
 /// The real (outside) user ids of the host's processes, from `/proc`.

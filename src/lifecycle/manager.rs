@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::job::{Control, HostStatus, Job, StartError, ViewChange};
+use super::actor::{Actor, Control};
+use super::error::{CallError, StartError};
 use super::options::HostSpec;
 use super::state::{ExtensionHostState, StateChange};
+use super::status::{HostStatus, ViewChange};
 use crate::broker::DenyAll;
-use crate::rpc::{Peer, RequestError, RequestHandler};
-use crate::wire::{ErrorCode, ErrorObject};
+use crate::rpc::{Peer, RequestHandler};
 
 /// A cloneable handle to one supervised host. Every method sends a message to the host's task;
 /// none of them blocks on the others.
@@ -43,8 +44,8 @@ impl HostHandle {
     ) -> Self {
         let id: Arc<str> = spec.id.as_str().into();
         let (control, control_rx) = mpsc::unbounded_channel();
-        let (job, status) = Job::new(Arc::new(spec), broker, control_rx, subscribers);
-        tokio::spawn(job.run());
+        let (actor, status) = Actor::new(Arc::new(spec), broker, control_rx, subscribers);
+        tokio::spawn(actor.run());
         Self {
             id,
             control,
@@ -150,26 +151,28 @@ impl HostHandle {
         status.borrow().state
     }
 
-    fn connection(&self) -> Result<Peer, RequestError> {
-        self.status.borrow().connection.clone().ok_or_else(|| {
-            RequestError::Remote(ErrorObject::new(
-                ErrorCode::NotRunning,
-                format!("extension host {} is {}", self.id, self.state()),
-            ))
-        })
+    fn connection(&self) -> Result<Peer, CallError> {
+        let status = self.status.borrow();
+        status
+            .connection
+            .clone()
+            .ok_or_else(|| CallError::NotRunning {
+                id: self.id.to_string(),
+                state: status.state,
+            })
     }
 
     /// Sends a request to the host with the default timeout.
     ///
     /// # Errors
-    /// `NotRunning` (as [`RequestError::Remote`]) when the host has no connection, else
-    /// whatever the request yields.
+    /// [`CallError::NotRunning`] when the host has no connection, else
+    /// [`CallError::Request`] with whatever the request yields.
     pub async fn request(
         &self,
         method: &str,
         params: Option<Box<RawValue>>,
-    ) -> Result<Box<RawValue>, RequestError> {
-        self.connection()?.request(method, params).await
+    ) -> Result<Box<RawValue>, CallError> {
+        Ok(self.connection()?.request(method, params).await?)
     }
 
     /// Sends a request with an explicit timeout and cancellation token.
@@ -182,23 +185,25 @@ impl HostHandle {
         params: Option<Box<RawValue>>,
         timeout: Duration,
         cancel: Option<&tokio_util::sync::CancellationToken>,
-    ) -> Result<Box<RawValue>, RequestError> {
-        self.connection()?
+    ) -> Result<Box<RawValue>, CallError> {
+        Ok(self
+            .connection()?
             .request_with(method, params, timeout, cancel)
-            .await
+            .await?)
     }
 
     /// Runs a command the extension registered. `args` must be a JSON array; it is forwarded
     /// without being parsed.
     ///
     /// # Errors
-    /// `InvalidParams` if `args` is not an array, `CommandNotFound`, `ExtensionError` if the
-    /// handler threw, or any [`RequestError`].
+    /// [`CallError::ArgumentsNotArray`] if `args` is not an array, else as
+    /// [`HostHandle::request`]: the host answers `CommandNotFound`, or `ExtensionError` if the
+    /// handler threw.
     pub async fn execute_command(
         &self,
         command: &str,
         args: &RawValue,
-    ) -> Result<Box<RawValue>, RequestError> {
+    ) -> Result<Box<RawValue>, CallError> {
         let params = command_params(command, args)?;
         self.request("command/execute", Some(params)).await
     }
@@ -209,18 +214,15 @@ impl HostHandle {
 /// already valid JSON.
 ///
 /// # Errors
-/// `InvalidParams` (as [`RequestError::Remote`]) if `args` is not a JSON array.
-pub fn command_params(command: &str, args: &RawValue) -> Result<Box<RawValue>, RequestError> {
+/// [`CallError::ArgumentsNotArray`] if `args` is not a JSON array.
+pub fn command_params(command: &str, args: &RawValue) -> Result<Box<RawValue>, CallError> {
     #[derive(serde::Serialize)]
     struct Params<'a> {
         command: &'a str,
         args: &'a RawValue,
     }
     if !args.get().trim_start().starts_with('[') {
-        return Err(RequestError::Remote(ErrorObject::new(
-            ErrorCode::InvalidParams,
-            "command arguments must be a JSON array",
-        )));
+        return Err(CallError::ArgumentsNotArray);
     }
     Ok(serde_json::value::to_raw_value(&Params { command, args })
         .expect("a string and a raw value always serialize"))
@@ -390,18 +392,16 @@ impl ExtensionHostManager {
     /// Runs `command` in the host of `extension`.
     ///
     /// # Errors
-    /// `NotFound` for an unknown extension, else as [`HostHandle::execute_command`].
+    /// [`CallError::NotFound`] for an unknown extension, else as
+    /// [`HostHandle::execute_command`].
     pub async fn execute_command(
         &self,
         extension: &str,
         command: &str,
         args: &RawValue,
-    ) -> Result<Box<RawValue>, RequestError> {
-        let host = self.get(extension).ok_or_else(|| {
-            RequestError::Remote(ErrorObject::new(
-                ErrorCode::NotFound,
-                format!("no extension host with id {extension}"),
-            ))
+    ) -> Result<Box<RawValue>, CallError> {
+        let host = self.get(extension).ok_or_else(|| CallError::NotFound {
+            id: extension.to_owned(),
         })?;
         host.execute_command(command, args).await
     }
@@ -417,6 +417,9 @@ mod tests {
         let params = command_params("a\"b", &args).unwrap();
         assert_eq!(params.get(), r#"{"command":"a\"b","args":[1, "two"]}"#);
         let not_array = RawValue::from_string(r#"{"x":1}"#.into()).unwrap();
-        assert!(command_params("c", &not_array).is_err());
+        assert!(matches!(
+            command_params("c", &not_array),
+            Err(CallError::ArgumentsNotArray)
+        ));
     }
 }
