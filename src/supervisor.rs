@@ -41,11 +41,11 @@ use crate::broker::{Broker, ConsoleUi, ExtensionInfo, RegisterError, UiHandler};
 use crate::config::Config;
 use crate::extension::ManifestError;
 use crate::lifecycle::{
-    ExtensionHostManager, HostHandle, HostOptions, HostSpec, ManagerError, StartError, StateChange,
+    CallError, ExtensionHostManager, HostHandle, HostOptions, HostSpec, ManagerError, StartError,
+    StateChange,
 };
 use crate::permissions::{GrantNothing, GrantsOnDisk, InvalidGrant, PermissionPolicy};
 use crate::ratelimit::RateLimitConfig;
-use crate::rpc::RequestError;
 use crate::runtime::NodeRuntime;
 use crate::sandbox::SandboxSpec;
 use crate::secrets::SecretStorage;
@@ -547,7 +547,7 @@ impl Supervisor {
         extension: &str,
         command: &str,
         args: &RawValue,
-    ) -> Result<Box<RawValue>, RequestError> {
+    ) -> Result<Box<RawValue>, CallError> {
         self.inner
             .manager
             .execute_command(extension, command, args)

@@ -216,7 +216,9 @@ fn a_stop_from_any_state_ends_stopped() {
                 ),
                 step(
                     0,
-                    Input::SpawnFailed(LaunchError::Sandbox(SandboxError::Setup("no".into()))),
+                    Input::SpawnFailed(LaunchError::Sandbox(SandboxError::StageFailed(
+                        "no".into(),
+                    ))),
                     vec![
                         publish(
                             S::Starting,
