@@ -224,7 +224,7 @@ fn a_stop_from_any_state_ends_stopped() {
                             S::Starting,
                             S::Unhealthy,
                             Reason::SandboxUnavailable {
-                                message: "sandbox setup failed: no".into(),
+                                message: "the sandbox stage failed: no".into(),
                             },
                         ),
                         publish(
@@ -233,7 +233,7 @@ fn a_stop_from_any_state_ends_stopped() {
                             Reason::GaveUp {
                                 restarts: 0,
                                 last: Box::new(Reason::SandboxUnavailable {
-                                    message: "sandbox setup failed: no".into(),
+                                    message: "the sandbox stage failed: no".into(),
                                 }),
                             },
                         ),
@@ -242,7 +242,7 @@ fn a_stop_from_any_state_ends_stopped() {
                             Answer::Crashed(Reason::GaveUp {
                                 restarts: 0,
                                 last: Box::new(Reason::SandboxUnavailable {
-                                    message: "sandbox setup failed: no".into(),
+                                    message: "the sandbox stage failed: no".into(),
                                 }),
                             }),
                         ),
